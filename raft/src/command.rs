@@ -1,0 +1,109 @@
+//! The commands that change Berth's metadata, and what applying one answers.
+//!
+//! Commands travel through the Raft log (serde_json) and are applied by every replica, so they
+//! carry everything apply needs: timestamps (`at_ms`) are chosen by the proposer, never read
+//! from the applying replica's clock. Changing a variant or a field name changes the log
+//! format: add new variants instead.
+
+use std::collections::BTreeMap;
+
+use berth_oci::{Digest, RepoName, Tag};
+use serde::{Deserialize, Serialize};
+
+/// A change to the metadata, committed through Raft and applied by every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Make a verified, stored blob visible in `repo` (creates the repository if needed).
+    /// Linking an already linked blob changes nothing.
+    LinkBlob {
+        /// Repository the blob becomes visible in.
+        repo: RepoName,
+        /// Digest of the blob's bytes.
+        digest: Digest,
+        /// Size of the blob in bytes.
+        size: u64,
+        /// When the proposer accepted the blob (ms since the Unix epoch).
+        at_ms: i64,
+    },
+    /// Remove a blob link; `Rejected(BlobUnknown)` if not linked.
+    UnlinkBlob {
+        /// Repository the blob is linked to.
+        repo: RepoName,
+        /// Digest of the blob.
+        digest: Digest,
+    },
+    /// Store a manifest (idempotent for the same digest) and optionally point `tag` at it.
+    ///
+    /// `Rejected(MissingReferences)` unless every `blobs` digest is linked to `repo` and every
+    /// `children` manifest exists in `repo`. Creates the repository if needed. Records
+    /// `manifest_refs` for `blobs` (kind `blob`) and `children` (kind `manifest`); the subject
+    /// is not a reference and is stored in its column only.
+    PutManifest {
+        /// Repository the manifest is pushed to.
+        repo: RepoName,
+        /// Digest of `body`.
+        digest: Digest,
+        /// The manifest's media type (its `Content-Type`).
+        media_type: String,
+        /// The artifact type the referrers API reports (`artifactType`, else the config's
+        /// media type for an image manifest), if any.
+        artifact_type: Option<String>,
+        /// The manifest exactly as pushed (JSON text).
+        body: String,
+        /// The manifest this one refers to (`subject`), if any.
+        subject: Option<Digest>,
+        /// The manifest's `annotations`.
+        annotations: BTreeMap<String, String>,
+        /// Blobs the manifest needs (config, layers).
+        blobs: Vec<Digest>,
+        /// Manifests the manifest needs (an index's `manifests`).
+        children: Vec<Digest>,
+        /// Tag to point at the manifest, moving it if it exists.
+        tag: Option<Tag>,
+        /// When the proposer accepted the push (ms since the Unix epoch).
+        at_ms: i64,
+    },
+    /// Remove a manifest, all tags pointing at it and its refs; `Rejected(ManifestUnknown)` if
+    /// absent.
+    DeleteManifest {
+        /// Repository holding the manifest.
+        repo: RepoName,
+        /// Digest of the manifest.
+        digest: Digest,
+    },
+    /// Remove one tag only (the manifest stays); `Rejected(TagUnknown)` if absent.
+    DeleteTag {
+        /// Repository holding the tag.
+        repo: RepoName,
+        /// The tag to remove.
+        tag: Tag,
+    },
+}
+
+/// What applying a [`MetaCommand`] answered. Identical on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaResponse {
+    /// The command took effect (or was already in effect, for idempotent commands).
+    Ok,
+    /// The command was refused for a domain reason and changed nothing.
+    Rejected(Rejection),
+}
+
+/// Why a command was refused. Refusals change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The blob is not linked to the repository.
+    BlobUnknown,
+    /// The manifest does not exist in the repository.
+    ManifestUnknown,
+    /// The tag does not exist in the repository.
+    TagUnknown,
+    /// A manifest refers to blobs not linked to its repository or to manifests absent from
+    /// it. Both lists are sorted and without duplicates.
+    MissingReferences {
+        /// Referenced blobs not linked to the repository.
+        blobs: Vec<Digest>,
+        /// Referenced manifests absent from the repository.
+        manifests: Vec<Digest>,
+    },
+}

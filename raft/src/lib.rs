@@ -1,0 +1,35 @@
+//! Berth's replicated metadata store: an openraft node whose log and state machine live in
+//! SQLite, plus the replica-to-replica RPC.
+//!
+//! - [`MetaNode`] is what the registry holds: [`propose`](MetaNode::propose) a
+//!   [`MetaCommand`], read through [`MetaReader`] after a
+//!   [`read_barrier`](MetaNode::read_barrier) when needed, mount
+//!   [`rpc_router`](MetaNode::rpc_router) under `/internal/raft`.
+//! - [`LogStore`] (`log.db`) and [`StateMachineStore`] (`state.db`, `snapshots/`) implement
+//!   openraft's storage traits; they are public for tests and benchmarks.
+//!
+//! This crate knows the metadata schema but not HTTP registry semantics: no OCI routes, no
+//! error JSON, no authentication decisions (ARCHITECTURE.md).
+
+mod command;
+mod db;
+mod error;
+mod log_store;
+pub mod network;
+mod node;
+mod reader;
+mod state_machine;
+mod types;
+
+pub use crate::command::{MetaCommand, MetaResponse, Rejection};
+pub use crate::error::{MetaError, Result};
+pub use crate::log_store::{LogStore, LOG_DB_FILE};
+pub use crate::node::{MetaNode, NodeConfig, NodeStatus, Role};
+pub use crate::reader::{ManifestInfo, MetaReader, Referrer, StoredManifest};
+pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};
+pub use crate::types::{
+    Entry, LogId, NodeId, Raft, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Read queries on the local copy of the metadata (`state.db`), through a read-only pool.
+//!
+//! These reads see what this replica has applied, nothing more: a caller that must not miss a
+//! write acknowledged elsewhere (before answering "not found", or listing) first passes
+//! [`MetaNode::read_barrier`](crate::MetaNode::read_barrier). No writes here: every change goes
+//! through a [`MetaCommand`](crate::MetaCommand).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use berth_oci::{Digest, RepoName, Tag};
+use sqlx::sqlite::SqlitePool;
+
+use crate::error::MetaError;
+
+/// A manifest as stored, body included (for `GET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// Digest of `body`.
+    pub digest: Digest,
+    /// Media type the manifest was pushed with.
+    pub media_type: String,
+    /// The manifest bytes exactly as pushed.
+    pub body: Vec<u8>,
+    /// The manifest's `subject`, if any.
+    pub subject: Option<Digest>,
+}
+
+/// A manifest's description without its body (for `HEAD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    /// Digest of the manifest.
+    pub digest: Digest,
+    /// Media type the manifest was pushed with.
+    pub media_type: String,
+    /// Length of the body in bytes.
+    pub size: u64,
+    /// The manifest's `subject`, if any.
+    pub subject: Option<Digest>,
+}
+
+/// A manifest whose `subject` is the one asked about (an entry of the referrers API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// Digest of the referring manifest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its artifact type, if any.
+    pub artifact_type: Option<String>,
+    /// Its annotations (empty when it has none).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Read-only access to the applied metadata. Cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct MetaReader {
+    pool: SqlitePool,
+}
+
+impl fmt::Debug for MetaReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetaReader").finish_non_exhaustive()
+    }
+}
+
+type ManifestRow = (String, String, Vec<u8>, Option<String>);
+type ManifestInfoRow = (String, String, i64, Option<String>);
+type ReferrerRow = (String, String, i64, Option<String>, Option<String>);
+
+impl MetaReader {
+    pub(crate) fn new(pool: SqlitePool) -> MetaReader {
+        MetaReader { pool }
+    }
+
+    /// Closes the pool: later reads fail. Used at shutdown.
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether `repo` exists (something was ever linked or pushed to it).
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails.
+    pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The size of blob `digest` if it is linked to `repo`.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails.
+    pub async fn blob_link(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT size FROM blob_links WHERE repo = ? AND digest = ?")
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(size,)| to_u64(size)).transpose()
+    }
+
+    /// Manifest `digest` of `repo`, body included.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if a stored digest does
+    /// not parse.
+    pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>, MetaError> {
+        let row: Option<ManifestRow> = sqlx::query_as(
+            "SELECT digest, media_type, body, subject FROM manifests WHERE repo = ? AND digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(digest, media_type, body, subject)| {
+            Ok(StoredManifest {
+                digest: parse_digest(&digest)?,
+                media_type,
+                body,
+                subject: subject.as_deref().map(parse_digest).transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Manifest `digest` of `repo` without its body (for `HEAD`).
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if a stored value does
+    /// not decode.
+    pub async fn manifest_info(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestInfo>, MetaError> {
+        let row: Option<ManifestInfoRow> = sqlx::query_as(
+            "SELECT digest, media_type, size, subject FROM manifests WHERE repo = ? AND digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(digest, media_type, size, subject)| {
+            Ok(ManifestInfo {
+                digest: parse_digest(&digest)?,
+                media_type,
+                size: to_u64(size)?,
+                subject: subject.as_deref().map(parse_digest).transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The digest `tag` points at in `repo`.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if the stored digest does
+    /// not parse.
+    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, MetaError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT digest FROM tags WHERE repo = ? AND tag = ?")
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(d,)| parse_digest(&d)).transpose()
+    }
+
+    /// Up to `limit` tags of `repo` in lexical (byte) order, starting after `after`
+    /// (OCI end-8b pagination: `n` and `last`).
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails.
+    pub async fn tags(&self, repo: &RepoName, after: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT tag FROM tags WHERE repo = ? AND (?2 IS NULL OR tag > ?2) ORDER BY tag LIMIT ?3",
+        )
+        .bind(repo.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
+    }
+
+    /// Up to `limit` repository names in lexical (byte) order, starting after `after`
+    /// (the `_catalog` listing).
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails.
+    pub async fn repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM repositories WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    /// Manifests of `repo` whose subject is `subject`, ordered by digest, optionally only those
+    /// of `artifact_type` (OCI end-12a/12b).
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if a stored value does
+    /// not decode.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let rows: Vec<ReferrerRow> = sqlx::query_as(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
+             WHERE repo = ?1 AND subject = ?2 AND (?3 IS NULL OR artifact_type = ?3) \
+             ORDER BY digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, media_type, size, artifact_type, annotations)| {
+                Ok(Referrer {
+                    digest: parse_digest(&digest)?,
+                    media_type,
+                    size: to_u64(size)?,
+                    artifact_type,
+                    annotations: match annotations {
+                        Some(json) => serde_json::from_str(&json)
+                            .map_err(|e| MetaError::Corrupt(format!("annotations of {digest}: {e}")))?,
+                        None => BTreeMap::new(),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse_digest(s: &str) -> Result<Digest, MetaError> {
+    Digest::parse(s).map_err(|e| MetaError::Corrupt(format!("stored digest: {e}")))
+}
+
+fn to_u64(v: i64) -> Result<u64, MetaError> {
+    u64::try_from(v).map_err(|_| MetaError::Corrupt(format!("negative size {v}")))
+}

@@ -1,0 +1,17 @@
+//! Berth's registry: every HTTP route (the OCI Distribution v1.1 API under `/v2/`, health),
+//! the services behind them, blob storage and uploads, and the server that runs them.
+//!
+//! Layers, outside in: `api` (HTTP only) → `service` (domain rules) → `storage` (blob
+//! bytes) and `berth_raft` (replicated metadata). `config` is the typed configuration the
+//! binary layers from defaults, a file, the environment and flags.
+
+mod app;
+pub mod api;
+pub mod config;
+pub mod server;
+pub mod service;
+pub mod storage;
+
+pub use app::App;
+pub use config::Config;
+pub use server::{Server, StartupError};

@@ -1,0 +1,84 @@
+//! The registry's domain rules: what a push, a pull, a mount or a delete means, in terms of
+//! the replicated metadata (`berth_raft`) and blob storage (`crate::storage`).
+//!
+//! No axum or HTTP types here: bodies arrive as byte streams and results are plain values;
+//! `crate::api` turns them into responses.
+
+mod blob;
+mod error;
+mod listing;
+mod manifest;
+mod upload;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_raft::MetaNode;
+
+use crate::storage::{BlobStore, UploadStore};
+
+pub use blob::{BlobRange, BlobStat};
+pub use error::Error;
+pub use listing::{Page, Referrers};
+pub use manifest::{ManifestStored, PushedManifest};
+pub use upload::{MountOutcome, UploadProgress};
+
+/// Result with the service [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Limits the operator may tune; defaults follow the spec's advice.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest manifest accepted (the spec suggests 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// Largest page of a tag or catalog listing, whatever `n` asks.
+    pub max_page_entries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            max_page_entries: 10_000,
+        }
+    }
+}
+
+/// The registry's services over one metadata node and one blob storage.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    meta: MetaNode,
+    blobs: BlobStore,
+    uploads: UploadStore,
+    limits: Limits,
+}
+
+impl Registry {
+    /// Services over `meta` and the stores.
+    pub fn new(meta: MetaNode, blobs: BlobStore, uploads: UploadStore, limits: Limits) -> Self {
+        Self {
+            meta,
+            blobs,
+            uploads,
+            limits,
+        }
+    }
+
+    /// The metadata node (for health and the replica API).
+    pub fn meta(&self) -> &MetaNode {
+        &self.meta
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+}
+
+/// Milliseconds since the Unix epoch: the proposer's clock, carried inside commands so
+/// applying them stays deterministic.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

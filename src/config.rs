@@ -1,0 +1,108 @@
+//! Layered configuration, later winning: built-in defaults, the TOML file named by
+//! `--config`, `BERTH_...` environment variables (nested with `__`, as in
+//! `BERTH_RAFT__HEARTBEAT_MS`), then command-line flags.
+
+use std::path::Path;
+
+use anyhow::Context;
+use berth_registry::Config;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+
+use crate::cli::ServeArgs;
+
+/// Top-level settings that `BERTH_<NAME>` may set; other `BERTH_` variables (test and
+/// client settings such as `BERTH_PASSWORD`) are not configuration of `serve`.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "storage_url",
+    "storage_dir",
+    "advertise",
+    "shutdown_grace_secs",
+];
+/// Sections that `BERTH_<SECTION>__<FIELD>` may set.
+const ENV_SECTIONS: &[&str] = &["raft", "limits", "log"];
+
+/// The effective configuration of `berth serve`.
+///
+/// # Errors
+/// A missing or malformed file, a malformed variable or flag, or a failed validation.
+pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = &args.config {
+        fig = fig.merge(Toml::string(&read_file(path)?));
+    }
+    fig = fig.merge(Env::prefixed("BERTH_").split("__").filter(|key| {
+        let key = key.as_str();
+        ENV_KEYS.contains(&key) || ENV_SECTIONS.iter().any(|s| key.starts_with(&format!("{s}.")))
+    }));
+    if let Some(v) = args.listen {
+        fig = fig.merge(Serialized::default("listen", v));
+    }
+    if let Some(v) = &args.data_dir {
+        fig = fig.merge(Serialized::default("data_dir", v));
+    }
+    if let Some(v) = &args.storage_dir {
+        fig = fig.merge(Serialized::default("storage_dir", v));
+    }
+    if let Some(v) = &args.storage_url {
+        fig = fig.merge(Serialized::default("storage_url", v));
+    }
+    if let Some(v) = &args.advertise {
+        fig = fig.merge(Serialized::default("advertise", v));
+    }
+    let cfg: Config = fig.extract().context("invalid configuration")?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../berth.example.toml");
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn later_layers_win() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", "listen = \"127.0.0.1:7000\"\ndata_dir = \"/from-file\"\n")?;
+            jail.set_env("BERTH_DATA_DIR", "/from-env");
+            jail.set_env("BERTH_RAFT__HEARTBEAT_MS", "100");
+            jail.set_env("BERTH_REQUIRE_EXTERNAL", "1");
+            let args = ServeArgs {
+                config: Some("b.toml".into()),
+                storage_dir: Some("/from-flag".into()),
+                ..ServeArgs::default()
+            };
+            let cfg = load(&args).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.listen.port(), 7000);
+            assert_eq!(cfg.data_dir, Path::new("/from-env"));
+            assert_eq!(cfg.raft.heartbeat_ms, 100);
+            assert_eq!(cfg.storage_dir.as_deref(), Some(Path::new("/from-flag")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", "listne = \"127.0.0.1:7000\"\n")?;
+            let args = ServeArgs { config: Some("b.toml".into()), ..ServeArgs::default() };
+            assert!(load(&args).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,201 @@
+//! Harness for end-to-end tests: start real `berth` processes on 127.0.0.1:0, wait for
+//! their readiness line, talk to them over HTTP, kill and restart them.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod oci;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a replica may take to print its readiness line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running (or stopped) `berth serve` process with its own data directory.
+pub struct Berth {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    extra_args: Vec<String>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The bound `127.0.0.1:PORT`.
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Berth {
+    /// Starts a replica on a new data directory.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a replica with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let log = data.path().join("stderr.log");
+        let mut b = Berth {
+            child: None,
+            data,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            url: String::new(),
+            addr: String::new(),
+            log,
+        };
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    /// The blob storage directory (inside the data directory by default).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir().join("storage")
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,berth_raft=warn,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn berth");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the process never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("berth did not become ready; log:\n{}", self.log_text());
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        assert_eq!(ready["event"], "ready", "{line}");
+        self.addr = ready["http"].as_str().expect("http address").to_owned();
+        self.url = format!("http://{}", self.addr);
+        self.child = Some(child);
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Starts again on the same data directory and the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let addr = self.addr.clone();
+        // The port may be briefly unavailable after a kill; retry a bounded number of times.
+        for attempt in 0..20 {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(&addr)));
+            if result.is_ok() {
+                return;
+            }
+            assert!(attempt < 19, "berth did not restart; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// What the process wrote to stderr.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// An absolute URL for `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- berth log ({}) ---\n{}", self.addr, self.log_text());
+        }
+    }
+}
+
+/// An HTTP client with a generous timeout against hanging, never a speed assertion.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Runs `berth` with arguments and returns (exit success, stdout, stderr), bounded in time.
+pub fn run_berth(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth");
+    for _ in 0..300 {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
