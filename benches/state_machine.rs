@@ -65,7 +65,9 @@ fn entries() -> Vec<Entry> {
 /// Times `apply` on a fresh store, with entries grouped into batches of `batch` entries.
 async fn timed_apply(batch: usize) -> Duration {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut sm = StateMachineStore::open(dir.path()).await.expect("open state machine");
+    let mut sm = StateMachineStore::open(dir.path())
+        .await
+        .expect("open state machine");
     let all = entries();
     let start = Instant::now();
     for chunk in all.chunks(batch) {
@@ -80,7 +82,10 @@ fn apply(c: &mut Criterion) {
     let mut group = c.benchmark_group("state_machine_apply");
     group.sample_size(10);
     group.throughput(Throughput::Elements(COMMANDS));
-    for (name, batch) in [("1000_commands_one_batch", COMMANDS as usize), ("1000_commands_batches_of_1", 1)] {
+    for (name, batch) in [
+        ("1000_commands_one_batch", COMMANDS as usize),
+        ("1000_commands_batches_of_1", 1),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| rt.block_on(async { total_apply_time(iters, batch).await }))
         });

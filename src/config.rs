@@ -35,7 +35,10 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     fig = fig.merge(Env::prefixed("BERTH_").split("__").filter(|key| {
         let key = key.as_str();
-        ENV_KEYS.contains(&key) || ENV_SECTIONS.iter().any(|s| key.starts_with(&format!("{s}.")))
+        ENV_KEYS.contains(&key)
+            || ENV_SECTIONS
+                .iter()
+                .any(|s| key.starts_with(&format!("{s}.")))
     }));
     if let Some(v) = args.listen {
         fig = fig.merge(Serialized::default("listen", v));
@@ -58,7 +61,8 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))
 }
 
 #[cfg(test)]
@@ -78,7 +82,10 @@ mod tests {
     #[test]
     fn later_layers_win() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("b.toml", "listen = \"127.0.0.1:7000\"\ndata_dir = \"/from-file\"\n")?;
+            jail.create_file(
+                "b.toml",
+                "listen = \"127.0.0.1:7000\"\ndata_dir = \"/from-file\"\n",
+            )?;
             jail.set_env("BERTH_DATA_DIR", "/from-env");
             jail.set_env("BERTH_RAFT__HEARTBEAT_MS", "100");
             jail.set_env("BERTH_REQUIRE_EXTERNAL", "1");
@@ -100,7 +107,10 @@ mod tests {
     fn unknown_fields_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("b.toml", "listne = \"127.0.0.1:7000\"\n")?;
-            let args = ServeArgs { config: Some("b.toml".into()), ..ServeArgs::default() };
+            let args = ServeArgs {
+                config: Some("b.toml".into()),
+                ..ServeArgs::default()
+            };
             assert!(load(&args).is_err());
             Ok(())
         });

@@ -28,7 +28,8 @@ pub use crate::node::{MetaNode, NodeConfig, NodeStatus, Role};
 pub use crate::reader::{ManifestInfo, MetaReader, Referrer, StoredManifest};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};
 pub use crate::types::{
-    Entry, LogId, NodeId, Raft, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Entry, LogId, NodeId, Raft, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Vote,
 };
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl LogStore {
         let mut writer = db::writer_options(&path, SqliteSynchronous::Full)
             .connect()
             .await?;
-        db::LOG_MIGRATOR.run(&mut writer).await?;
+        db::LOG_MIGRATOR.run_direct(&mut writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(db::reader_options(&path))
@@ -226,7 +226,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -101,7 +101,9 @@ struct Inner {
 
 impl fmt::Debug for MetaNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetaNode").field("id", &self.inner.id).finish_non_exhaustive()
+        f.debug_struct("MetaNode")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,10 +180,15 @@ impl MetaNode {
     /// node is shutting down); [`MetaError::Raft`] when openraft fails otherwise. A command may
     /// still be applied after `Unavailable` was returned.
     pub async fn propose(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
-        match tokio::time::timeout(self.inner.write_timeout, self.propose_until_committed(cmd)).await {
+        match tokio::time::timeout(self.inner.write_timeout, self.propose_until_committed(cmd))
+            .await
+        {
             Ok(result) => result,
             Err(_) => {
-                tracing::warn!(timeout_ms = self.inner.write_timeout.as_millis(), "write not committed in time");
+                tracing::warn!(
+                    timeout_ms = self.inner.write_timeout.as_millis(),
+                    "write not committed in time"
+                );
                 Err(MetaError::Unavailable)
             }
         }
@@ -258,7 +265,10 @@ impl MetaNode {
         match tokio::time::timeout(self.inner.write_timeout, self.wait_for_read_index()).await {
             Ok(result) => result,
             Err(_) => {
-                tracing::warn!(timeout_ms = self.inner.write_timeout.as_millis(), "read barrier timed out");
+                tracing::warn!(
+                    timeout_ms = self.inner.write_timeout.as_millis(),
+                    "read barrier timed out"
+                );
                 Err(MetaError::Unavailable)
             }
         }
@@ -287,7 +297,9 @@ impl MetaNode {
             }
             match client::read_index(&self.inner.http, &node.addr).await {
                 Ok(Ok(read_log_id)) => {
-                    let Some(read_log_id) = read_log_id else { return Ok(()) };
+                    let Some(read_log_id) = read_log_id else {
+                        return Ok(());
+                    };
                     raft.wait(None)
                         .applied_index_at_least(Some(read_log_id.index), "read barrier")
                         .await

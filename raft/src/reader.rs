@@ -75,6 +75,12 @@ impl MetaReader {
         MetaReader { pool }
     }
 
+    /// The underlying pool, for tests that inspect tables no read method exposes.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool: later reads fail. Used at shutdown.
     pub(crate) async fn close(&self) {
         self.pool.close().await;
@@ -96,7 +102,11 @@ impl MetaReader {
     ///
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails.
-    pub async fn blob_link(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>, MetaError> {
+    pub async fn blob_link(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT size FROM blob_links WHERE repo = ? AND digest = ?")
                 .bind(repo.as_str())
@@ -111,7 +121,11 @@ impl MetaReader {
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if a stored digest does
     /// not parse.
-    pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>, MetaError> {
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>, MetaError> {
         let row: Option<ManifestRow> = sqlx::query_as(
             "SELECT digest, media_type, body, subject FROM manifests WHERE repo = ? AND digest = ?",
         )
@@ -135,7 +149,11 @@ impl MetaReader {
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if a stored value does
     /// not decode.
-    pub async fn manifest_info(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestInfo>, MetaError> {
+    pub async fn manifest_info(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestInfo>, MetaError> {
         let row: Option<ManifestInfoRow> = sqlx::query_as(
             "SELECT digest, media_type, size, subject FROM manifests WHERE repo = ? AND digest = ?",
         )
@@ -159,12 +177,17 @@ impl MetaReader {
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails, [`MetaError::Corrupt`] if the stored digest does
     /// not parse.
-    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>, MetaError> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT digest FROM tags WHERE repo = ? AND tag = ?")
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn resolve_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, MetaError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT digest FROM tags WHERE repo = ? AND tag = ?")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|(d,)| parse_digest(&d)).transpose()
     }
 
@@ -173,7 +196,12 @@ impl MetaReader {
     ///
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails.
-    pub async fn tags(&self, repo: &RepoName, after: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetaError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT tag FROM tags WHERE repo = ? AND (?2 IS NULL OR tag > ?2) ORDER BY tag LIMIT ?3",
         )
@@ -190,7 +218,11 @@ impl MetaReader {
     ///
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails.
-    pub async fn repositories(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, MetaError> {
+    pub async fn repositories(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetaError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM repositories WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2",
         )
@@ -231,8 +263,9 @@ impl MetaReader {
                     size: to_u64(size)?,
                     artifact_type,
                     annotations: match annotations {
-                        Some(json) => serde_json::from_str(&json)
-                            .map_err(|e| MetaError::Corrupt(format!("annotations of {digest}: {e}")))?,
+                        Some(json) => serde_json::from_str(&json).map_err(|e| {
+                            MetaError::Corrupt(format!("annotations of {digest}: {e}"))
+                        })?,
                         None => BTreeMap::new(),
                     },
                 })

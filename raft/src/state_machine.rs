@@ -37,7 +37,9 @@ use crate::command::{MetaCommand, MetaResponse, Rejection};
 use crate::db::{self, sto_err};
 use crate::error::MetaError;
 use crate::reader::MetaReader;
-use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// File name of the state machine database inside a node's directory.
 pub const STATE_DB_FILE: &str = "state.db";
@@ -99,7 +101,7 @@ impl StateMachineStore {
         let mut writer = db::writer_options(&db_path, SqliteSynchronous::Normal)
             .connect()
             .await?;
-        db::STATE_MIGRATOR.run(&mut writer).await?;
+        db::STATE_MIGRATOR.run_direct(&mut writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(db::reader_options(&db_path))
@@ -167,7 +169,8 @@ impl StateMachineStore {
 
     /// Durably replaces the sidecar (write, fsync, rename, fsync the directory).
     async fn write_sidecar(&self, sidecar: &Sidecar) -> Result<(), MetaError> {
-        let json = serde_json::to_vec_pretty(sidecar).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(sidecar).map_err(|e| MetaError::Corrupt(e.to_string()))?;
         let tmp = self.inner.snapshot_dir.join(format!("{SIDECAR_FILE}.tmp"));
         let mut f = tokio::fs::File::create(&tmp).await?;
         f.write_all(&json).await?;
@@ -229,14 +232,22 @@ impl StateMachineStore {
             .filename(&building)
             .connect()
             .await?;
-        sqlx::query("PRAGMA journal_mode = DELETE").execute(&mut copy).await?;
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut copy)
+            .await?;
         let (last_log_id, last_membership) = read_applied_state(&mut copy).await?;
         copy.close().await?;
         // SQLite does not fsync the output of VACUUM INTO.
         tokio::fs::File::open(&building).await?.sync_all().await?;
 
         let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index, unique()),
+            Some(l) => format!(
+                "{}-{}-{}-{}",
+                l.leader_id.term,
+                l.leader_id.node_id,
+                l.index,
+                unique()
+            ),
             None => format!("0-0-0-{}", unique()),
         };
         let meta = SnapshotMeta {
@@ -270,7 +281,11 @@ impl StateMachineStore {
         })
     }
 
-    async fn install(&self, meta: &SnapshotMeta, mut data: Box<tokio::fs::File>) -> Result<(), MetaError> {
+    async fn install(
+        &self,
+        meta: &SnapshotMeta,
+        mut data: Box<tokio::fs::File>,
+    ) -> Result<(), MetaError> {
         let dir = &self.inner.snapshot_dir;
         let file = snapshot_file_name(&meta.snapshot_id);
         let path = dir.join(&file);
@@ -335,10 +350,14 @@ impl StateMachineStore {
             responses.push(response);
         }
         if let Some(log_id) = last_applied {
-            put_state(&mut tx, KEY_LAST_APPLIED, &log_id).await.map_err(|e| write_err(&e))?;
+            put_state(&mut tx, KEY_LAST_APPLIED, &log_id)
+                .await
+                .map_err(|e| write_err(&e))?;
         }
         if let Some(m) = membership {
-            put_state(&mut tx, KEY_MEMBERSHIP, &m).await.map_err(|e| write_err(&e))?;
+            put_state(&mut tx, KEY_MEMBERSHIP, &m)
+                .await
+                .map_err(|e| write_err(&e))?;
         }
         tx.commit().await.map_err(|e| write_err(&e))?;
         Ok(responses)
@@ -359,7 +378,13 @@ fn unique() -> String {
 fn snapshot_file_name(snapshot_id: &str) -> String {
     let safe: String = snapshot_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("snap-{safe}.db")
 }
@@ -383,7 +408,11 @@ async fn read_applied_state(
     Ok((last_applied, membership))
 }
 
-async fn put_state<T: Serialize>(conn: &mut SqliteConnection, key: &str, value: &T) -> Result<(), sqlx::Error> {
+async fn put_state<T: Serialize>(
+    conn: &mut SqliteConnection,
+    key: &str,
+    value: &T,
+) -> Result<(), sqlx::Error> {
     let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query("INSERT OR REPLACE INTO raft_state (key, value) VALUES (?, ?)")
         .bind(key)
@@ -395,7 +424,10 @@ async fn put_state<T: Serialize>(conn: &mut SqliteConnection, key: &str, value: 
 
 /// Inside one transaction: every table of `main` takes the contents of the same table in the
 /// attached `snap` database; then `raft_state` is set from `meta`.
-async fn copy_all_tables(conn: &mut SqliteConnection, meta: &SnapshotMeta) -> Result<(), MetaError> {
+async fn copy_all_tables(
+    conn: &mut SqliteConnection,
+    meta: &SnapshotMeta,
+) -> Result<(), MetaError> {
     let mut tx = conn.begin().await?;
     let tables: Vec<(String,)> = sqlx::query_as(
         "SELECT name FROM main.sqlite_master WHERE type = 'table' \
@@ -404,11 +436,12 @@ async fn copy_all_tables(conn: &mut SqliteConnection, meta: &SnapshotMeta) -> Re
     .fetch_all(&mut *tx)
     .await?;
     for (table,) in &tables {
-        let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info(?, 'main') ORDER BY cid")
-            .bind(table)
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await?;
+        let columns: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM pragma_table_info(?, 'main') ORDER BY cid")
+                .bind(table)
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await?;
         let columns = columns
             .iter()
             .map(|(c,)| quote_ident(c))
@@ -427,7 +460,9 @@ async fn copy_all_tables(conn: &mut SqliteConnection, meta: &SnapshotMeta) -> Re
         .await?;
     }
     // The snapshot's own raft_state should say the same; meta is what openraft relies on.
-    sqlx::query("DELETE FROM raft_state").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM raft_state")
+        .execute(&mut *tx)
+        .await?;
     if let Some(log_id) = &meta.last_log_id {
         put_state(&mut tx, KEY_LAST_APPLIED, log_id).await?;
     }
@@ -498,13 +533,27 @@ pub(crate) async fn apply_command(
             let children: BTreeSet<&Digest> = children.iter().collect();
             let mut missing_blobs = Vec::new();
             for blob in &blobs {
-                if !row_exists(conn, "SELECT 1 FROM blob_links WHERE repo = ? AND digest = ?", repo, blob).await? {
+                if !row_exists(
+                    conn,
+                    "SELECT 1 FROM blob_links WHERE repo = ? AND digest = ?",
+                    repo,
+                    blob,
+                )
+                .await?
+                {
                     missing_blobs.push((*blob).clone());
                 }
             }
             let mut missing_manifests = Vec::new();
             for child in &children {
-                if !row_exists(conn, "SELECT 1 FROM manifests WHERE repo = ? AND digest = ?", repo, child).await? {
+                if !row_exists(
+                    conn,
+                    "SELECT 1 FROM manifests WHERE repo = ? AND digest = ?",
+                    repo,
+                    child,
+                )
+                .await?
+                {
                     missing_manifests.push((*child).clone());
                 }
             }
@@ -519,7 +568,10 @@ pub(crate) async fn apply_command(
             let annotations = if annotations.is_empty() {
                 None
             } else {
-                Some(serde_json::to_string(annotations).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+                Some(
+                    serde_json::to_string(annotations)
+                        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+                )
             };
             sqlx::query(
                 "INSERT INTO manifests (repo, digest, media_type, artifact_type, size, body, subject, \
@@ -592,7 +644,11 @@ pub(crate) async fn apply_command(
     }
 }
 
-async fn ensure_repository(conn: &mut SqliteConnection, repo: &RepoName, at_ms: i64) -> Result<(), sqlx::Error> {
+async fn ensure_repository(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    at_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO repositories (name, created_at_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(repo.as_str())
         .bind(at_ms)
@@ -641,12 +697,18 @@ fn size_i64(size: u64) -> Result<i64, sqlx::Error> {
 }
 
 fn snapshot_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: &MetaError) -> StorageError {
-    sto_err(ErrorSubject::Snapshot(meta.map(SnapshotMeta::signature)), verb, e)
+    sto_err(
+        ErrorSubject::Snapshot(meta.map(SnapshotMeta::signature)),
+        verb,
+        e,
+    )
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        self.build().await.map_err(|e| snapshot_err(None, ErrorVerb::Write, &e))
+        self.build()
+            .await
+            .map_err(|e| snapshot_err(None, ErrorVerb::Write, &e))
     }
 }
 
@@ -676,7 +738,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // An anonymous file in the snapshot directory: created, then unlinked at once, so an
         // interrupted transfer leaves nothing behind. install_snapshot copies it out.
         let receive = async {
-            let path = self.inner.snapshot_dir.join(format!("receiving-{}.db", unique()));
+            let path = self
+                .inner
+                .snapshot_dir
+                .join(format!("receiving-{}.db", unique()));
             let file = tokio::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -686,16 +751,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             tokio::fs::remove_file(&path).await?;
             Ok::<_, MetaError>(Box::new(file))
         };
-        receive.await.map_err(|e| snapshot_err(None, ErrorVerb::Write, &e))
+        receive
+            .await
+            .map_err(|e| snapshot_err(None, ErrorVerb::Write, &e))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         self.install(meta, snapshot)
             .await
             .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, &e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.current().await.map_err(|e| snapshot_err(None, ErrorVerb::Read, &e))
+        self.current()
+            .await
+            .map_err(|e| snapshot_err(None, ErrorVerb::Read, &e))
     }
 }

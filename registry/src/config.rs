@@ -150,7 +150,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.raft;
         if r.node_id == 0 {
-            return Err(ConfigError::Invalid("raft.node_id must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "raft.node_id must be at least 1".into(),
+            ));
         }
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
             return Err(ConfigError::Invalid(
@@ -166,7 +168,9 @@ impl Config {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
         if self.storage_url.is_some() && self.storage_dir.is_some() {
-            return Err(ConfigError::Invalid("give storage_url or storage_dir, not both".into()));
+            return Err(ConfigError::Invalid(
+                "give storage_url or storage_dir, not both".into(),
+            ));
         }
         self.storage().map(|_| ())
     }
@@ -183,7 +187,9 @@ impl Config {
             return Ok(StorageLocation::Directory(self.data_dir.join("storage")));
         };
         match url.split_once("://") {
-            Some(("file", path)) if path.starts_with('/') => Ok(StorageLocation::Directory(PathBuf::from(path))),
+            Some(("file", path)) if path.starts_with('/') => {
+                Ok(StorageLocation::Directory(PathBuf::from(path)))
+            }
             Some(("file", _)) => Err(ConfigError::Invalid(format!(
                 "storage_url {url}: a file URL needs an absolute path (file:///dir)"
             ))),
@@ -203,17 +209,35 @@ mod tests {
         let cfg = Config::default();
         cfg.validate().unwrap();
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(cfg.storage().unwrap(), StorageLocation::Directory(PathBuf::from("berth-data/storage")));
+        assert_eq!(
+            cfg.storage().unwrap(),
+            StorageLocation::Directory(PathBuf::from("berth-data/storage"))
+        );
     }
 
     #[test]
     fn storage_urls_resolve() {
-        let cfg = Config { storage_url: Some("file:///srv/blobs".into()), ..Config::default() };
-        assert_eq!(cfg.storage().unwrap(), StorageLocation::Directory(PathBuf::from("/srv/blobs")));
-        let cfg = Config { storage_dir: Some("/x".into()), ..Config::default() };
-        assert_eq!(cfg.storage().unwrap(), StorageLocation::Directory(PathBuf::from("/x")));
+        let cfg = Config {
+            storage_url: Some("file:///srv/blobs".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.storage().unwrap(),
+            StorageLocation::Directory(PathBuf::from("/srv/blobs"))
+        );
+        let cfg = Config {
+            storage_dir: Some("/x".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.storage().unwrap(),
+            StorageLocation::Directory(PathBuf::from("/x"))
+        );
         for bad in ["file://relative", "ftp://x/y", "nonsense"] {
-            let cfg = Config { storage_url: Some(bad.into()), ..Config::default() };
+            let cfg = Config {
+                storage_url: Some(bad.into()),
+                ..Config::default()
+            };
             assert!(cfg.validate().is_err(), "{bad}");
         }
     }

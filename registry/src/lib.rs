@@ -5,8 +5,8 @@
 //! bytes) and `berth_raft` (replicated metadata). `config` is the typed configuration the
 //! binary layers from defaults, a file, the environment and flags.
 
-mod app;
 pub mod api;
+mod app;
 pub mod config;
 pub mod server;
 pub mod service;

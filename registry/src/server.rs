@@ -70,17 +70,33 @@ impl Server {
     /// A [`StartupError`] that says which part failed and why.
     pub async fn start(cfg: &Config) -> Result<Server, StartupError> {
         cfg.validate()?;
-        check_writable(&cfg.data_dir).map_err(|source| StartupError::DataDir { path: cfg.data_dir.clone(), source })?;
+        check_writable(&cfg.data_dir).map_err(|source| StartupError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
         let StorageLocation::Directory(root) = cfg.storage()?;
         let layout = Layout::new(&root);
-        storage::prepare(&layout).map_err(|source| StartupError::Storage { path: root.clone(), source })?;
-        check_writable(&root).map_err(|source| StartupError::Storage { path: root.clone(), source: source.into() })?;
+        storage::prepare(&layout).map_err(|source| StartupError::Storage {
+            path: root.clone(),
+            source,
+        })?;
+        check_writable(&root).map_err(|source| StartupError::Storage {
+            path: root.clone(),
+            source: source.into(),
+        })?;
 
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| StartupError::Bind { addr: cfg.listen, source })?;
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: cfg.listen,
+                    source,
+                })?;
         let bound = listener.local_addr().map_err(StartupError::Serve)?;
-        let advertise_url = cfg.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let advertise_url = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
         let meta = MetaNode::start(NodeConfig {
             id: cfg.raft.node_id,
             dir: cfg.data_dir.join("raft"),
@@ -125,7 +141,10 @@ impl Server {
     ///
     /// # Errors
     /// [`StartupError::Serve`] if the listener fails.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
         let router = api::router(self.app).nest("/internal/raft", self.meta.rpc_router());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let serving = axum::serve(self.listener, router).with_graceful_shutdown(async move {

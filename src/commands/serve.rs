@@ -15,7 +15,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.print_config {
         #[allow(clippy::print_stdout)] // CLI output
         {
-            println!("{}", toml::to_string_pretty(&cfg).context("printing the configuration")?);
+            println!(
+                "{}",
+                toml::to_string_pretty(&cfg).context("printing the configuration")?
+            );
         }
         return Ok(());
     }

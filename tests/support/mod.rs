@@ -116,8 +116,13 @@ impl Berth {
 
     /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return false };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         for _ in 0..300 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.success();
@@ -135,11 +140,16 @@ impl Berth {
         let addr = self.addr.clone();
         // The port may be briefly unavailable after a kill; retry a bounded number of times.
         for attempt in 0..20 {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(&addr)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(&addr)));
             if result.is_ok() {
                 return;
             }
-            assert!(attempt < 19, "berth did not restart; log:\n{}", self.log_text());
+            assert!(
+                attempt < 19,
+                "berth did not restart; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -198,4 +208,77 @@ pub fn run_berth(args: &[&str], dir: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Whether an external tool works here. Missing tools skip a test with a printed reason on
+/// a developer's machine; with `BERTH_REQUIRE_EXTERNAL=1` (CI) they fail it instead.
+pub fn external_tool(tool: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let reason = format!("`{tool} {}` does not work here", probe.join(" "));
+        assert!(
+            std::env::var("BERTH_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "{reason}, and BERTH_REQUIRE_EXTERNAL=1 requires it"
+        );
+        eprintln!("skipping: {reason}");
+    }
+    ok
+}
+
+/// Runs a command to completion within `timeout`, killing it past that; returns its output.
+pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    // Drain the pipes on threads so a chatty command never blocks on them.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+        buf
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut buf);
+        buf
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// [`run_cmd`] that must succeed; returns stdout and stderr together as text.
+pub fn run_ok(program: &str, args: &[&str], timeout: Duration) -> String {
+    let out = run_cmd(program, args, timeout);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
 }

@@ -29,7 +29,12 @@ pub async fn push_blob(c: &Client, base: &str, repo: &str, bytes: &[u8]) -> Stri
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "push blob: {}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "push blob: {}",
+        res.text().await.unwrap()
+    );
     digest
 }
 
@@ -50,7 +55,14 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 }
 
 /// PUTs a manifest; returns the response.
-pub async fn put_manifest(c: &Client, base: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Response {
+pub async fn put_manifest(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> Response {
     c.put(format!("{base}/v2/{repo}/manifests/{reference}"))
         .header("content-type", media_type)
         .body(body.to_vec())
@@ -67,12 +79,20 @@ pub async fn push_image(c: &Client, base: &str, repo: &str, tag: &str, seed: &st
     push_blob(c, base, repo, &layer).await;
     let manifest = image_manifest(&config, &[&layer]);
     let res = put_manifest(c, base, repo, tag, OCI_MANIFEST, &manifest).await;
-    assert_eq!(res.status(), StatusCode::CREATED, "push manifest: {}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "push manifest: {}",
+        res.text().await.unwrap()
+    );
     sha256(&manifest)
 }
 
 /// The first error code of an error response (asserting the spec's body shape).
 pub async fn error_code(res: Response) -> String {
     let body: Value = res.json().await.expect("error body is JSON");
-    body["errors"][0]["code"].as_str().expect("errors[0].code").to_owned()
+    body["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_owned()
 }

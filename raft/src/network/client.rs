@@ -17,8 +17,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -116,7 +116,10 @@ pub(crate) async fn forward_write(
     http: &reqwest::Client,
     addr: &str,
     cmd: &MetaCommand,
-) -> Result<Result<MetaResponse, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>, TransportError> {
+) -> Result<
+    Result<MetaResponse, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+    TransportError,
+> {
     post_json(http, addr, "forward", cmd, None).await
 }
 
@@ -125,7 +128,10 @@ pub(crate) async fn forward_write(
 pub(crate) async fn read_index(
     http: &reqwest::Client,
     addr: &str,
-) -> Result<Result<Option<LogId>, RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>>, TransportError> {
+) -> Result<
+    Result<Option<LogId>, RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>>,
+    TransportError,
+> {
     post_json(http, addr, "read-index", &(), None).await
 }
 
@@ -141,11 +147,22 @@ impl HttpNetwork {
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<NodeId, E>> =
-            post_json(&self.http, &self.node.addr, name, req, Some(option.hard_ttl()))
-                .await
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        let answer: Result<Resp, RaftError<NodeId, E>> = post_json(
+            &self.http,
+            &self.node.addr,
+            name,
+            req,
+            Some(option.hard_ttl()),
+        )
+        .await
+        .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        answer.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 }
 
@@ -174,8 +191,10 @@ impl RaftNetwork<TypeConfig> for HttpNetwork {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call("snapshot", &rpc, &option).await
     }
 
@@ -187,4 +206,3 @@ impl RaftNetwork<TypeConfig> for HttpNetwork {
         self.call("vote", &rpc, &option).await
     }
 }
-

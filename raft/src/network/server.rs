@@ -16,8 +16,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 
@@ -72,5 +72,9 @@ async fn forward(
 async fn read_index(
     State(raft): State<Raft>,
 ) -> Json<Result<Option<LogId>, RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>>> {
-    Json(raft.get_read_log_id().await.map(|(read_log_id, _applied)| read_log_id))
+    Json(
+        raft.get_read_log_id()
+            .await
+            .map(|(read_log_id, _applied)| read_log_id),
+    )
 }

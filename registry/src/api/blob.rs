@@ -19,18 +19,34 @@ pub async fn get_blob(
 ) -> Result<Response, ApiError> {
     if head {
         let stat = registry.stat_blob(repo, digest).await?;
-        return Ok(BlobContent { digest: stat.digest, size: stat.size, partial: None, reader: None }.into_response());
+        return Ok(BlobContent {
+            digest: stat.digest,
+            size: stat.size,
+            partial: None,
+            reader: None,
+        }
+        .into_response());
     }
     let range = headers
         .get(RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_range);
     let (stat, partial, reader) = registry.open_blob(repo, digest, range).await?;
-    Ok(BlobContent { digest: stat.digest, size: stat.size, partial, reader: Some(reader) }.into_response())
+    Ok(BlobContent {
+        digest: stat.digest,
+        size: stat.size,
+        partial,
+        reader: Some(reader),
+    }
+    .into_response())
 }
 
 /// DELETE of a blob: unlinks it from the repository.
-pub async fn delete_blob(registry: &Registry, repo: &RepoName, digest: &Digest) -> Result<Response, ApiError> {
+pub async fn delete_blob(
+    registry: &Registry,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     registry.delete_blob(repo, digest).await?;
     Ok(Deleted.into_response())
 }
@@ -48,7 +64,11 @@ fn parse_range(value: &str) -> Option<BlobRange> {
         return end.parse().ok().map(BlobRange::Suffix);
     }
     let start = start.parse().ok()?;
-    let end = if end.is_empty() { None } else { Some(end.parse().ok()?) };
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
     Some(BlobRange::From { start, end })
 }
 
@@ -58,8 +78,20 @@ mod tests {
 
     #[test]
     fn range_headers_parse() {
-        assert_eq!(parse_range("bytes=0-9"), Some(BlobRange::From { start: 0, end: Some(9) }));
-        assert_eq!(parse_range("bytes=5-"), Some(BlobRange::From { start: 5, end: None }));
+        assert_eq!(
+            parse_range("bytes=0-9"),
+            Some(BlobRange::From {
+                start: 0,
+                end: Some(9)
+            })
+        );
+        assert_eq!(
+            parse_range("bytes=5-"),
+            Some(BlobRange::From {
+                start: 5,
+                end: None
+            })
+        );
         assert_eq!(parse_range("bytes=-3"), Some(BlobRange::Suffix(3)));
         assert_eq!(parse_range("bytes=0-1,4-5"), None);
         assert_eq!(parse_range("items=0-1"), None);

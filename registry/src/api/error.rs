@@ -36,7 +36,8 @@ impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
         Self {
             code,
-            status: StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             message: Cow::Borrowed(code.default_message()),
             detail: None,
             headers: HeaderMap::new(),
@@ -97,13 +98,20 @@ impl From<service::Error> for ApiError {
     fn from(e: service::Error) -> Self {
         use service::Error as E;
         match e {
-            E::NameUnknown(repo) => ApiError::new(ErrorCode::NameUnknown).detail(json!({ "name": repo.as_str() })),
-            E::BlobUnknown(d) => ApiError::new(ErrorCode::BlobUnknown).detail(json!({ "digest": d.to_string() })),
+            E::NameUnknown(repo) => {
+                ApiError::new(ErrorCode::NameUnknown).detail(json!({ "name": repo.as_str() }))
+            }
+            E::BlobUnknown(d) => {
+                ApiError::new(ErrorCode::BlobUnknown).detail(json!({ "digest": d.to_string() }))
+            }
             E::UploadUnknown => ApiError::new(ErrorCode::BlobUploadUnknown),
             E::ChunkOutOfOrder { offset, .. } => ApiError::new(ErrorCode::BlobUploadInvalid)
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .message("chunk does not continue the upload")
-                .header(HeaderName::from_static("range"), super::response::range_value(offset)),
+                .header(
+                    HeaderName::from_static("range"),
+                    super::response::range_value(offset),
+                ),
             E::ChunkLengthMismatch => ApiError::new(ErrorCode::SizeInvalid)
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .message("Content-Range and Content-Length disagree"),
@@ -120,9 +128,10 @@ impl From<service::Error> for ApiError {
             E::ManifestTooLarge { limit } => ApiError::new(ErrorCode::ManifestInvalid)
                 .status(StatusCode::PAYLOAD_TOO_LARGE)
                 .message(format!("manifest larger than {limit} bytes")),
-            E::ManifestBlobUnknown(missing) => ApiError::new(ErrorCode::ManifestBlobUnknown).detail(json!({
-                "digests": missing.iter().map(ToString::to_string).collect::<Vec<_>>()
-            })),
+            E::ManifestBlobUnknown(missing) => ApiError::new(ErrorCode::ManifestBlobUnknown)
+                .detail(json!({
+                    "digests": missing.iter().map(ToString::to_string).collect::<Vec<_>>()
+                })),
             E::RangeNotSatisfiable { size } => ApiError::new(ErrorCode::BlobUnknown)
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .message("range not satisfiable")
@@ -145,7 +154,9 @@ impl From<RouteError> for ApiError {
                 .message("no such endpoint"),
             RouteError::NameInvalid => ApiError::new(ErrorCode::NameInvalid),
             RouteError::DigestInvalid => ApiError::new(ErrorCode::DigestInvalid),
-            RouteError::ReferenceInvalid => ApiError::new(ErrorCode::ManifestInvalid).message("invalid tag"),
+            RouteError::ReferenceInvalid => {
+                ApiError::new(ErrorCode::ManifestInvalid).message("invalid tag")
+            }
             RouteError::UploadUnknown => ApiError::new(ErrorCode::BlobUploadUnknown),
         }
     }
@@ -170,9 +181,8 @@ impl From<RequestError> for ApiError {
             RequestError::MethodNotAllowed => ApiError::new(ErrorCode::Unsupported)
                 .status(StatusCode::METHOD_NOT_ALLOWED)
                 .message("method not allowed on this endpoint"),
-            RequestError::DigestParam => {
-                ApiError::new(ErrorCode::DigestInvalid).message("a valid digest query parameter is required")
-            }
+            RequestError::DigestParam => ApiError::new(ErrorCode::DigestInvalid)
+                .message("a valid digest query parameter is required"),
             RequestError::BadRange => ApiError::new(ErrorCode::BlobUploadInvalid)
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .message("malformed Content-Range"),
@@ -218,21 +228,82 @@ mod tests {
         let d = Digest::sha256_of(b"x");
         let io = || std::io::Error::other("disk");
         let cases: Vec<(service::Error, ErrorCode, u16)> = vec![
-            (service::Error::NameUnknown(RepoName::parse("a").unwrap()), ErrorCode::NameUnknown, 404),
-            (service::Error::BlobUnknown(d.clone()), ErrorCode::BlobUnknown, 404),
-            (service::Error::UploadUnknown, ErrorCode::BlobUploadUnknown, 404),
-            (service::Error::ChunkOutOfOrder { start: 5, offset: 3 }, ErrorCode::BlobUploadInvalid, 416),
-            (service::Error::ChunkLengthMismatch, ErrorCode::SizeInvalid, 416),
-            (service::Error::DigestMismatch { expected: d.clone() }, ErrorCode::DigestInvalid, 400),
-            (service::Error::ManifestUnknown("v1".into()), ErrorCode::ManifestUnknown, 404),
-            (service::Error::ManifestInvalid("x".into()), ErrorCode::ManifestInvalid, 400),
-            (service::Error::ManifestUnsupported("x".into()), ErrorCode::Unsupported, 415),
-            (service::Error::ManifestTooLarge { limit: 1 }, ErrorCode::ManifestInvalid, 413),
-            (service::Error::ManifestBlobUnknown(vec![d.clone()]), ErrorCode::ManifestBlobUnknown, 400),
-            (service::Error::RangeNotSatisfiable { size: 3 }, ErrorCode::BlobUnknown, 416),
-            (service::Error::Body(io()), ErrorCode::BlobUploadInvalid, 400),
+            (
+                service::Error::NameUnknown(RepoName::parse("a").unwrap()),
+                ErrorCode::NameUnknown,
+                404,
+            ),
+            (
+                service::Error::BlobUnknown(d.clone()),
+                ErrorCode::BlobUnknown,
+                404,
+            ),
+            (
+                service::Error::UploadUnknown,
+                ErrorCode::BlobUploadUnknown,
+                404,
+            ),
+            (
+                service::Error::ChunkOutOfOrder {
+                    start: 5,
+                    offset: 3,
+                },
+                ErrorCode::BlobUploadInvalid,
+                416,
+            ),
+            (
+                service::Error::ChunkLengthMismatch,
+                ErrorCode::SizeInvalid,
+                416,
+            ),
+            (
+                service::Error::DigestMismatch {
+                    expected: d.clone(),
+                },
+                ErrorCode::DigestInvalid,
+                400,
+            ),
+            (
+                service::Error::ManifestUnknown("v1".into()),
+                ErrorCode::ManifestUnknown,
+                404,
+            ),
+            (
+                service::Error::ManifestInvalid("x".into()),
+                ErrorCode::ManifestInvalid,
+                400,
+            ),
+            (
+                service::Error::ManifestUnsupported("x".into()),
+                ErrorCode::Unsupported,
+                415,
+            ),
+            (
+                service::Error::ManifestTooLarge { limit: 1 },
+                ErrorCode::ManifestInvalid,
+                413,
+            ),
+            (
+                service::Error::ManifestBlobUnknown(vec![d.clone()]),
+                ErrorCode::ManifestBlobUnknown,
+                400,
+            ),
+            (
+                service::Error::RangeNotSatisfiable { size: 3 },
+                ErrorCode::BlobUnknown,
+                416,
+            ),
+            (
+                service::Error::Body(io()),
+                ErrorCode::BlobUploadInvalid,
+                400,
+            ),
             (service::Error::Unavailable, ErrorCode::Unavailable, 503),
-            (service::Error::Storage(storage::Error::Io(io())), ErrorCode::Unknown, 500),
+            (
+                service::Error::Storage(storage::Error::Io(io())),
+                ErrorCode::Unknown,
+                500,
+            ),
             (
                 service::Error::Meta(berth_raft::MetaError::Raft("x".to_owned())),
                 ErrorCode::Unknown,
@@ -249,8 +320,14 @@ mod tests {
 
     #[test]
     fn out_of_order_chunks_say_where_the_upload_stands() {
-        let api = ApiError::from(service::Error::ChunkOutOfOrder { start: 9, offset: 4 });
-        assert_eq!(api.header_value(&HeaderName::from_static("range")).unwrap(), "0-3");
+        let api = ApiError::from(service::Error::ChunkOutOfOrder {
+            start: 9,
+            offset: 4,
+        });
+        assert_eq!(
+            api.header_value(&HeaderName::from_static("range")).unwrap(),
+            "0-3"
+        );
     }
 
     #[test]
@@ -270,7 +347,9 @@ mod tests {
         let res = ApiError::internal(std::io::Error::other("secret path /var/x")).into_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(res.extensions().get::<InternalCause>().is_some());
-        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("secret"));
     }
 }

@@ -14,7 +14,11 @@ pub async fn health(State(app): State<App>) -> Response {
     let status = app.registry().meta().status();
     let storage_ok = app.storage_reachable().await;
     let healthy = status.leader_id.is_some() && storage_ok;
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if healthy { "ok" } else { "unavailable" },
         "replica_id": status.id,

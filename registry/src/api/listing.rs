@@ -23,7 +23,11 @@ struct ReferrersQuery {
 }
 
 /// `GET /v2/<name>/tags/list?n=&last=`.
-pub async fn list_tags(registry: &Registry, repo: &RepoName, uri: &Uri) -> Result<Response, ApiError> {
+pub async fn list_tags(
+    registry: &Registry,
+    repo: &RepoName,
+    uri: &Uri,
+) -> Result<Response, ApiError> {
     let (n, last) = page_query(uri)?;
     let page = registry.list_tags(repo, n, last.as_deref()).await?;
     let next = next_link(&format!("/v2/{repo}/tags/list"), &page);
@@ -106,7 +110,10 @@ fn page_query(uri: &Uri) -> Result<(Option<u32>, Option<String>), RequestError> 
     };
     let n = match query.n.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(text.parse::<u32>().map_err(|_| RequestError::BadQuery("n"))?),
+        Some(text) => Some(
+            text.parse::<u32>()
+                .map_err(|_| RequestError::BadQuery("n"))?,
+        ),
     };
     Ok((n, query.last.filter(|l| !l.is_empty())))
 }

@@ -40,18 +40,36 @@ pub async fn put_manifest(
     let limit = registry.limits().max_manifest_bytes;
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(service::Error::ManifestTooLarge { limit }.into()),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err(service::Error::ManifestTooLarge { limit }.into())
+        }
         Err(e) => return Err(service::Error::Body(std::io::Error::other(e)).into()),
     };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let stored = registry
-        .put_manifest(repo, reference, PushedManifest { body: &body, content_type })
+        .put_manifest(
+            repo,
+            reference,
+            PushedManifest {
+                body: &body,
+                content_type,
+            },
+        )
         .await?;
-    Ok(ManifestCreated { repo: repo.clone(), digest: stored.digest, subject: stored.subject }.into_response())
+    Ok(ManifestCreated {
+        repo: repo.clone(),
+        digest: stored.digest,
+        subject: stored.subject,
+    }
+    .into_response())
 }
 
 /// DELETE by tag (untag) or by digest (the manifest and its tags).
-pub async fn delete_manifest(registry: &Registry, repo: &RepoName, reference: &Reference) -> Result<Response, ApiError> {
+pub async fn delete_manifest(
+    registry: &Registry,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
     registry.delete_manifest(repo, reference).await?;
     Ok(Deleted.into_response())
 }

@@ -55,13 +55,19 @@ async fn dispatch(State(app): State<App>, req: Request) -> Response {
 }
 
 async fn handle(app: &App, req: Request) -> Result<Response, ApiError> {
-    let route = if req.uri().path() == "/v2" { Route::Base } else { Route::parse(req.uri().path())? };
+    let route = if req.uri().path() == "/v2" {
+        Route::Base
+    } else {
+        Route::parse(req.uri().path())?
+    };
     let (parts, body) = req.into_parts();
     let registry = app.registry();
     let method = parts.method;
     let head = method == Method::HEAD;
     match (&method, route) {
-        (&Method::GET | &Method::HEAD, Route::Base) => Ok(Response::new(axum::body::Body::from("{}"))),
+        (&Method::GET | &Method::HEAD, Route::Base) => {
+            Ok(Response::new(axum::body::Body::from("{}")))
+        }
         (&Method::GET, Route::Catalog) => listing::list_catalog(registry, &parts.uri).await,
         (&Method::GET | &Method::HEAD, Route::Manifest { repo, reference }) => {
             manifest::get_manifest(registry, &repo, &reference, head).await
@@ -75,17 +81,27 @@ async fn handle(app: &App, req: Request) -> Result<Response, ApiError> {
         (&Method::GET | &Method::HEAD, Route::Blob { repo, digest }) => {
             blob::get_blob(registry, &repo, &digest, &parts.headers, head).await
         }
-        (&Method::DELETE, Route::Blob { repo, digest }) => blob::delete_blob(registry, &repo, &digest).await,
-        (&Method::POST, Route::UploadStart { repo }) => upload::post_upload(registry, &repo, &parts.uri, body).await,
+        (&Method::DELETE, Route::Blob { repo, digest }) => {
+            blob::delete_blob(registry, &repo, &digest).await
+        }
+        (&Method::POST, Route::UploadStart { repo }) => {
+            upload::post_upload(registry, &repo, &parts.uri, body).await
+        }
         (&Method::PATCH, Route::Upload { repo, id }) => {
             upload::patch_upload(registry, &repo, &id, &parts.headers, body).await
         }
         (&Method::PUT, Route::Upload { repo, id }) => {
             upload::put_upload(registry, &repo, &id, &parts.uri, &parts.headers, body).await
         }
-        (&Method::GET, Route::Upload { repo, id }) => upload::get_upload(registry, &repo, &id).await,
-        (&Method::DELETE, Route::Upload { repo, id }) => upload::delete_upload(registry, &repo, &id).await,
-        (&Method::GET, Route::Tags { repo }) => listing::list_tags(registry, &repo, &parts.uri).await,
+        (&Method::GET, Route::Upload { repo, id }) => {
+            upload::get_upload(registry, &repo, &id).await
+        }
+        (&Method::DELETE, Route::Upload { repo, id }) => {
+            upload::delete_upload(registry, &repo, &id).await
+        }
+        (&Method::GET, Route::Tags { repo }) => {
+            listing::list_tags(registry, &repo, &parts.uri).await
+        }
         (&Method::GET, Route::Referrers { repo, digest }) => {
             listing::list_referrers(registry, &repo, &digest, &parts.uri).await
         }

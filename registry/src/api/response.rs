@@ -2,7 +2,9 @@
 //! clients need, and is unit-tested on its own.
 
 use axum::body::Body;
-use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION};
+use axum::http::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
+};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Digest, RepoName};
@@ -111,12 +113,18 @@ impl IntoResponse for BlobContent {
         *res.status_mut() = status;
         let h = res.headers_mut();
         h.insert(CONTENT_LENGTH, header(len.to_string()));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         h.insert(DOCKER_CONTENT_DIGEST, header(self.digest.to_string()));
         h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if let Some((offset, len)) = self.partial {
             let last = offset + len - 1;
-            h.insert(CONTENT_RANGE, header(format!("bytes {offset}-{last}/{}", self.size)));
+            h.insert(
+                CONTENT_RANGE,
+                header(format!("bytes {offset}-{last}/{}", self.size)),
+            );
         }
         res
     }
@@ -146,7 +154,8 @@ impl IntoResponse for ManifestCreated {
         )
             .into_response();
         if let Some(subject) = self.subject {
-            res.headers_mut().insert(OCI_SUBJECT, header(subject.to_string()));
+            res.headers_mut()
+                .insert(OCI_SUBJECT, header(subject.to_string()));
         }
         res
     }
@@ -168,7 +177,11 @@ pub struct ManifestContent {
 impl IntoResponse for ManifestContent {
     fn into_response(self) -> Response {
         let len = self.body.len();
-        let body = if self.head { Body::empty() } else { Body::from(self.body) };
+        let body = if self.head {
+            Body::empty()
+        } else {
+            Body::from(self.body)
+        };
         let mut res = Response::new(body);
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, header(&self.media_type));
@@ -184,7 +197,11 @@ pub struct Deleted;
 
 impl IntoResponse for Deleted {
     fn into_response(self) -> Response {
-        (StatusCode::ACCEPTED, [(CONTENT_LENGTH, HeaderValue::from_static("0"))]).into_response()
+        (
+            StatusCode::ACCEPTED,
+            [(CONTENT_LENGTH, HeaderValue::from_static("0"))],
+        )
+            .into_response()
     }
 }
 
@@ -252,7 +269,13 @@ mod tests {
     #[test]
     fn partial_blob_has_content_range() {
         let d = Digest::sha256_of(b"abc");
-        let res = BlobContent { digest: d.clone(), size: 100, partial: Some((10, 5)), reader: None }.into_response();
+        let res = BlobContent {
+            digest: d.clone(),
+            size: 100,
+            partial: Some((10, 5)),
+            reader: None,
+        }
+        .into_response();
         assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(res.headers()[CONTENT_RANGE], "bytes 10-14/100");
         assert_eq!(res.headers()[CONTENT_LENGTH], "5");
@@ -263,10 +286,18 @@ mod tests {
     fn manifest_created_names_its_subject() {
         let d = Digest::sha256_of(b"m");
         let s = Digest::sha256_of(b"s");
-        let res = ManifestCreated { repo: repo(), digest: d.clone(), subject: Some(s.clone()) }.into_response();
+        let res = ManifestCreated {
+            repo: repo(),
+            digest: d.clone(),
+            subject: Some(s.clone()),
+        }
+        .into_response();
         assert_eq!(res.status(), StatusCode::CREATED);
         assert_eq!(res.headers()[OCI_SUBJECT], s.to_string());
-        assert_eq!(res.headers()[LOCATION], format!("/v2/team/app/manifests/{d}"));
+        assert_eq!(
+            res.headers()[LOCATION],
+            format!("/v2/team/app/manifests/{d}")
+        );
     }
 
     #[test]
@@ -279,7 +310,10 @@ mod tests {
         }
         .into_response();
         assert_eq!(res.headers()[CONTENT_LENGTH], "2");
-        assert_eq!(res.headers()[CONTENT_TYPE], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            res.headers()[CONTENT_TYPE],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
     }
 
     #[test]
@@ -291,6 +325,9 @@ mod tests {
             extra: vec![],
         }
         .into_response();
-        assert_eq!(res.headers()[LINK], "</v2/a/tags/list?n=2&last=b>; rel=\"next\"");
+        assert_eq!(
+            res.headers()[LINK],
+            "</v2/a/tags/list?n=2&last=b>; rel=\"next\""
+        );
     }
 }

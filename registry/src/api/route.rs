@@ -4,7 +4,7 @@
 //! Names may themselves contain `blobs`, `manifests` or `tags`, so the path is split on the
 //! *last* marker and the tail after it must not contain a `/`.
 
-use berth_oci::{Digest, DigestError, RepoName, Reference};
+use berth_oci::{Digest, DigestError, Reference, RepoName};
 
 use crate::storage::UploadId;
 
@@ -94,22 +94,35 @@ impl Route {
         }
         if let Some((name, id)) = split_last(rest, "/blobs/uploads/") {
             let id = id.parse().map_err(|_| RouteError::UploadUnknown)?;
-            return Ok(Self::Upload { repo: repo(name)?, id });
+            return Ok(Self::Upload {
+                repo: repo(name)?,
+                id,
+            });
         }
         if let Some((name, reference)) = split_last(rest, "/manifests/") {
             let repo = repo(name)?;
             let reference = if reference.contains(':') {
                 Reference::Digest(digest(reference)?)
             } else {
-                Reference::Tag(reference.parse().map_err(|_| RouteError::ReferenceInvalid)?)
+                Reference::Tag(
+                    reference
+                        .parse()
+                        .map_err(|_| RouteError::ReferenceInvalid)?,
+                )
             };
             return Ok(Self::Manifest { repo, reference });
         }
         if let Some((name, d)) = split_last(rest, "/blobs/") {
-            return Ok(Self::Blob { repo: repo(name)?, digest: digest(d)? });
+            return Ok(Self::Blob {
+                repo: repo(name)?,
+                digest: digest(d)?,
+            });
         }
         if let Some((name, d)) = split_last(rest, "/referrers/") {
-            return Ok(Self::Referrers { repo: repo(name)?, digest: digest(d)? });
+            return Ok(Self::Referrers {
+                repo: repo(name)?,
+                digest: digest(d)?,
+            });
         }
         Err(RouteError::NotFound)
     }
@@ -155,7 +168,9 @@ fn repo(name: &str) -> Result<RepoName, RouteError> {
 
 fn digest(text: &str) -> Result<Digest, RouteError> {
     Digest::parse(text).map_err(|e| match e {
-        DigestError::Invalid { .. } | DigestError::UnsupportedAlgorithm { .. } => RouteError::DigestInvalid,
+        DigestError::Invalid { .. } | DigestError::UnsupportedAlgorithm { .. } => {
+            RouteError::DigestInvalid
+        }
     })
 }
 
@@ -175,14 +190,53 @@ mod tests {
         let cases: Vec<(String, Route)> = vec![
             ("/v2/".into(), Route::Base),
             ("/v2/_catalog".into(), Route::Catalog),
-            ("/v2/a/b/tags/list".into(), Route::Tags { repo: name("a/b") }),
-            ("/v2/a/manifests/latest".into(), Route::Manifest { repo: name("a"), reference: Reference::parse("latest").unwrap() }),
-            (format!("/v2/a/manifests/{D}"), Route::Manifest { repo: name("a"), reference: Reference::parse(D).unwrap() }),
-            (format!("/v2/a/blobs/{D}"), Route::Blob { repo: name("a"), digest: Digest::parse(D).unwrap() }),
-            ("/v2/a/blobs/uploads/".into(), Route::UploadStart { repo: name("a") }),
-            ("/v2/a/blobs/uploads".into(), Route::UploadStart { repo: name("a") }),
-            (format!("/v2/a/blobs/uploads/{id}"), Route::Upload { repo: name("a"), id: id.parse().unwrap() }),
-            (format!("/v2/a/referrers/{D}"), Route::Referrers { repo: name("a"), digest: Digest::parse(D).unwrap() }),
+            (
+                "/v2/a/b/tags/list".into(),
+                Route::Tags { repo: name("a/b") },
+            ),
+            (
+                "/v2/a/manifests/latest".into(),
+                Route::Manifest {
+                    repo: name("a"),
+                    reference: Reference::parse("latest").unwrap(),
+                },
+            ),
+            (
+                format!("/v2/a/manifests/{D}"),
+                Route::Manifest {
+                    repo: name("a"),
+                    reference: Reference::parse(D).unwrap(),
+                },
+            ),
+            (
+                format!("/v2/a/blobs/{D}"),
+                Route::Blob {
+                    repo: name("a"),
+                    digest: Digest::parse(D).unwrap(),
+                },
+            ),
+            (
+                "/v2/a/blobs/uploads/".into(),
+                Route::UploadStart { repo: name("a") },
+            ),
+            (
+                "/v2/a/blobs/uploads".into(),
+                Route::UploadStart { repo: name("a") },
+            ),
+            (
+                format!("/v2/a/blobs/uploads/{id}"),
+                Route::Upload {
+                    repo: name("a"),
+                    id: id.parse().unwrap(),
+                },
+            ),
+            (
+                format!("/v2/a/referrers/{D}"),
+                Route::Referrers {
+                    repo: name("a"),
+                    digest: Digest::parse(D).unwrap(),
+                },
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(Route::parse(&path), Ok(want), "{path}");
@@ -193,13 +247,24 @@ mod tests {
     fn names_may_contain_the_markers() {
         assert_eq!(
             Route::parse("/v2/blobs/manifests/tags/manifests/v1"),
-            Ok(Route::Manifest { repo: name("blobs/manifests/tags"), reference: Reference::parse("v1").unwrap() })
+            Ok(Route::Manifest {
+                repo: name("blobs/manifests/tags"),
+                reference: Reference::parse("v1").unwrap()
+            })
         );
         assert_eq!(
             Route::parse(&format!("/v2/x/blobs/uploads/blobs/{D}")),
-            Ok(Route::Blob { repo: name("x/blobs/uploads"), digest: Digest::parse(D).unwrap() })
+            Ok(Route::Blob {
+                repo: name("x/blobs/uploads"),
+                digest: Digest::parse(D).unwrap()
+            })
         );
-        assert_eq!(Route::parse("/v2/tags/list/tags/list"), Ok(Route::Tags { repo: name("tags/list") }));
+        assert_eq!(
+            Route::parse("/v2/tags/list/tags/list"),
+            Ok(Route::Tags {
+                repo: name("tags/list")
+            })
+        );
     }
 
     #[test]

@@ -28,26 +28,49 @@ struct FinishQuery {
 }
 
 /// POST: start a session, upload monolithically (`?digest=`), or mount (`?mount=&from=`).
-pub async fn post_upload(registry: &Registry, repo: &RepoName, uri: &Uri, body: Body) -> Result<Response, ApiError> {
+pub async fn post_upload(
+    registry: &Registry,
+    repo: &RepoName,
+    uri: &Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
     let query = query::<StartQuery>(uri)?;
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount).map_err(|_| RequestError::DigestParam)?;
         // A malformed `from` cannot name a repository that has the blob: start a session.
         let from = query.from.as_deref().and_then(|f| RepoName::parse(f).ok());
-        return Ok(match registry.mount_blob(repo, &digest, from.as_ref()).await? {
-            MountOutcome::Mounted => BlobCreated { repo: repo.clone(), digest }.into_response(),
-            MountOutcome::Started(progress) => {
-                UploadAccepted { repo: repo.clone(), progress, status: StatusCode::ACCEPTED }.into_response()
-            }
-        });
+        return Ok(
+            match registry.mount_blob(repo, &digest, from.as_ref()).await? {
+                MountOutcome::Mounted => BlobCreated {
+                    repo: repo.clone(),
+                    digest,
+                }
+                .into_response(),
+                MountOutcome::Started(progress) => UploadAccepted {
+                    repo: repo.clone(),
+                    progress,
+                    status: StatusCode::ACCEPTED,
+                }
+                .into_response(),
+            },
+        );
     }
     if let Some(digest) = &query.digest {
         let digest = Digest::parse(digest).map_err(|_| RequestError::DigestParam)?;
         registry.put_blob(repo, &digest, stream(body)).await?;
-        return Ok(BlobCreated { repo: repo.clone(), digest }.into_response());
+        return Ok(BlobCreated {
+            repo: repo.clone(),
+            digest,
+        }
+        .into_response());
     }
     let progress = registry.start_upload(repo).await?;
-    Ok(UploadAccepted { repo: repo.clone(), progress, status: StatusCode::ACCEPTED }.into_response())
+    Ok(UploadAccepted {
+        repo: repo.clone(),
+        progress,
+        status: StatusCode::ACCEPTED,
+    }
+    .into_response())
 }
 
 /// PATCH: append a chunk (with `Content-Range`) or a stream (without).
@@ -59,8 +82,15 @@ pub async fn patch_upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     let start = chunk_start(headers)?;
-    let progress = registry.append_upload(repo, id, start, stream(body)).await?;
-    Ok(UploadAccepted { repo: repo.clone(), progress, status: StatusCode::ACCEPTED }.into_response())
+    let progress = registry
+        .append_upload(repo, id, start, stream(body))
+        .await?;
+    Ok(UploadAccepted {
+        repo: repo.clone(),
+        progress,
+        status: StatusCode::ACCEPTED,
+    }
+    .into_response())
 }
 
 /// PUT `?digest=`: close the session, with or without a last chunk.
@@ -79,18 +109,37 @@ pub async fn put_upload(
         .and_then(|d| Digest::parse(d).ok())
         .ok_or(RequestError::DigestParam)?;
     let start = chunk_start(headers)?;
-    registry.finish_upload(repo, id, &digest, start, stream(body)).await?;
-    Ok(BlobCreated { repo: repo.clone(), digest }.into_response())
+    registry
+        .finish_upload(repo, id, &digest, start, stream(body))
+        .await?;
+    Ok(BlobCreated {
+        repo: repo.clone(),
+        digest,
+    }
+    .into_response())
 }
 
 /// GET: where the session stands (204).
-pub async fn get_upload(registry: &Registry, repo: &RepoName, id: &UploadId) -> Result<Response, ApiError> {
+pub async fn get_upload(
+    registry: &Registry,
+    repo: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
     let progress = registry.upload_status(repo, id).await?;
-    Ok(UploadAccepted { repo: repo.clone(), progress, status: StatusCode::NO_CONTENT }.into_response())
+    Ok(UploadAccepted {
+        repo: repo.clone(),
+        progress,
+        status: StatusCode::NO_CONTENT,
+    }
+    .into_response())
 }
 
 /// DELETE: cancel the session.
-pub async fn delete_upload(registry: &Registry, repo: &RepoName, id: &UploadId) -> Result<Response, ApiError> {
+pub async fn delete_upload(
+    registry: &Registry,
+    repo: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
     registry.cancel_upload(repo, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -116,7 +165,9 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         return Ok(None);
     };
     let text = value.to_str().map_err(|_| RequestError::BadRange)?.trim();
-    let text = text.strip_prefix("bytes").map_or(text, |t| t.trim_start_matches([' ', '=']));
+    let text = text
+        .strip_prefix("bytes")
+        .map_or(text, |t| t.trim_start_matches([' ', '=']));
     let (start, end) = text.split_once('-').ok_or(RequestError::BadRange)?;
     let start: u64 = start.trim().parse().map_err(|_| RequestError::BadRange)?;
     let end: u64 = end
@@ -158,17 +209,32 @@ mod tests {
 
     #[test]
     fn content_range_gives_the_chunk_start() {
-        assert_eq!(chunk_start(&headers("0-99", Some("100"))).unwrap(), Some(100 - 100));
+        assert_eq!(
+            chunk_start(&headers("0-99", Some("100"))).unwrap(),
+            Some(100 - 100)
+        );
         assert_eq!(chunk_start(&headers("100-199", None)).unwrap(), Some(100));
-        assert_eq!(chunk_start(&headers("bytes 5-9", Some("5"))).unwrap(), Some(5));
+        assert_eq!(
+            chunk_start(&headers("bytes 5-9", Some("5"))).unwrap(),
+            Some(5)
+        );
         assert_eq!(chunk_start(&HeaderMap::new()).unwrap(), None);
     }
 
     #[test]
     fn malformed_or_inconsistent_ranges_are_refused() {
-        for (range, len) in [("x-9", None), ("9-5", None), ("0-9", Some("4")), ("10", None)] {
+        for (range, len) in [
+            ("x-9", None),
+            ("9-5", None),
+            ("0-9", Some("4")),
+            ("10", None),
+        ] {
             let err = chunk_start(&headers(range, len)).unwrap_err();
-            assert_eq!(err.http_status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(
+                err.http_status(),
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "{range}"
+            );
         }
     }
 }

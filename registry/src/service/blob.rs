@@ -116,13 +116,20 @@ impl Registry {
         };
         match self.meta.propose(cmd).await? {
             MetaResponse::Ok => Ok(()),
-            MetaResponse::Rejected(Rejection::BlobUnknown) => Err(Error::BlobUnknown(digest.clone())),
+            MetaResponse::Rejected(Rejection::BlobUnknown) => {
+                Err(Error::BlobUnknown(digest.clone()))
+            }
             MetaResponse::Rejected(other) => Err(unexpected(other)),
         }
     }
 
     /// Makes a stored, verified blob visible in `repo`.
-    pub(super) async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+    pub(super) async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let cmd = MetaCommand::LinkBlob {
             repo: repo.clone(),
             digest: digest.clone(),
@@ -139,7 +146,9 @@ impl Registry {
 /// A refusal the state machine should never give for this command: a bug, reported as an
 /// internal error rather than a wrong status.
 pub(super) fn unexpected(rejection: Rejection) -> Error {
-    Error::Meta(berth_raft::MetaError::Raft(format!("unexpected rejection: {rejection:?}")))
+    Error::Meta(berth_raft::MetaError::Raft(format!(
+        "unexpected rejection: {rejection:?}"
+    )))
 }
 
 #[cfg(test)]
@@ -149,15 +158,57 @@ mod tests {
     #[test]
     fn ranges_resolve_like_rfc_9110() {
         let cases = [
-            (BlobRange::From { start: 0, end: Some(9) }, 100, Some((0, 10))),
-            (BlobRange::From { start: 90, end: None }, 100, Some((90, 10))),
-            (BlobRange::From { start: 90, end: Some(500) }, 100, Some((90, 10))),
-            (BlobRange::From { start: 100, end: None }, 100, None),
-            (BlobRange::From { start: 5, end: Some(4) }, 100, None),
+            (
+                BlobRange::From {
+                    start: 0,
+                    end: Some(9),
+                },
+                100,
+                Some((0, 10)),
+            ),
+            (
+                BlobRange::From {
+                    start: 90,
+                    end: None,
+                },
+                100,
+                Some((90, 10)),
+            ),
+            (
+                BlobRange::From {
+                    start: 90,
+                    end: Some(500),
+                },
+                100,
+                Some((90, 10)),
+            ),
+            (
+                BlobRange::From {
+                    start: 100,
+                    end: None,
+                },
+                100,
+                None,
+            ),
+            (
+                BlobRange::From {
+                    start: 5,
+                    end: Some(4),
+                },
+                100,
+                None,
+            ),
             (BlobRange::Suffix(10), 100, Some((90, 10))),
             (BlobRange::Suffix(500), 100, Some((0, 100))),
             (BlobRange::Suffix(0), 100, None),
-            (BlobRange::From { start: 0, end: None }, 0, None),
+            (
+                BlobRange::From {
+                    start: 0,
+                    end: None,
+                },
+                0,
+                None,
+            ),
         ];
         for (range, size, want) in cases {
             assert_eq!(range.resolve(size), want, "{range:?} of {size}");

@@ -29,7 +29,12 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::NameUnknown`], failures.
-    pub async fn list_tags(&self, repo: &RepoName, n: Option<u32>, last: Option<&str>) -> Result<Page> {
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> Result<Page> {
         self.meta.read_barrier().await?;
         let reader = self.meta.reader();
         if !reader.repository_exists(repo).await? {

@@ -86,9 +86,9 @@ impl Registry {
         };
         match self.meta.propose(cmd).await? {
             MetaResponse::Ok => Ok(ManifestStored { digest, subject }),
-            MetaResponse::Rejected(Rejection::MissingReferences { blobs, manifests }) => {
-                Err(Error::ManifestBlobUnknown(blobs.into_iter().chain(manifests).collect()))
-            }
+            MetaResponse::Rejected(Rejection::MissingReferences { blobs, manifests }) => Err(
+                Error::ManifestBlobUnknown(blobs.into_iter().chain(manifests).collect()),
+            ),
             MetaResponse::Rejected(other) => Err(unexpected(other)),
         }
     }
@@ -98,7 +98,11 @@ impl Registry {
     /// # Errors
     /// [`Error::NameUnknown`], [`Error::ManifestUnknown`], failures.
     #[tracing::instrument(skip(self), fields(%repo, %reference))]
-    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
         if let Some(found) = self.find_manifest(repo, reference).await? {
             return Ok(found);
         }
@@ -138,7 +142,11 @@ impl Registry {
         }
     }
 
-    async fn find_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>> {
+    async fn find_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
         let reader = self.meta.reader();
         let digest = match reference {
             Reference::Digest(d) => d.clone(),
@@ -150,4 +158,3 @@ impl Registry {
         Ok(reader.manifest(repo, &digest).await?)
     }
 }
-

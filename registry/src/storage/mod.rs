@@ -21,8 +21,8 @@ mod upload;
 pub use blob::{BlobReader, BlobStore};
 pub use error::Error;
 pub use paths::Layout;
-pub use upload::{InvalidUploadId, UploadId, UploadState, UploadStore};
 pub(crate) use upload::prepare;
+pub use upload::{InvalidUploadId, UploadId, UploadState, UploadStore};
 
 #[cfg(test)]
 mod tests;

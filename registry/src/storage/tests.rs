@@ -7,7 +7,12 @@ use futures::stream;
 use super::*;
 
 fn body(parts: &[&[u8]]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin {
-    stream::iter(parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect::<Vec<_>>())
+    stream::iter(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn stores(dir: &std::path::Path) -> (BlobStore, UploadStore) {
@@ -33,14 +38,23 @@ async fn chunked_upload_commits_the_verified_blob() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
-    let s = uploads.append(&id, Some(0), body(&[b"hello ", b"wor"])).await.unwrap();
+    let s = uploads
+        .append(&id, Some(0), body(&[b"hello ", b"wor"]))
+        .await
+        .unwrap();
     assert_eq!(s.offset, 9);
     let digest = Digest::sha256_of(b"hello world");
-    let (_, size) = uploads.finish(&id, &digest, Some(9), body(&[b"ld"])).await.unwrap();
+    let (_, size) = uploads
+        .finish(&id, &digest, Some(9), body(&[b"ld"]))
+        .await
+        .unwrap();
     assert_eq!(size, 11);
     assert_eq!(blobs.stat(&digest).await.unwrap(), Some(11));
     assert_eq!(read_all(&blobs, &digest, 6, 5).await, b"world");
-    assert!(matches!(uploads.state(&id).await, Err(Error::UploadNotFound)));
+    assert!(matches!(
+        uploads.state(&id).await,
+        Err(Error::UploadNotFound)
+    ));
 }
 
 #[tokio::test]
@@ -54,7 +68,10 @@ async fn a_new_store_resumes_a_session_from_its_saved_state() {
     let (blobs, second) = stores(dir.path());
     assert_eq!(second.state(&id).await.unwrap().offset, 3);
     let digest = Digest::sha256_of(b"abcdef");
-    second.finish(&id, &digest, None, body(&[b"def"])).await.unwrap();
+    second
+        .finish(&id, &digest, None, body(&[b"def"]))
+        .await
+        .unwrap();
     assert_eq!(blobs.stat(&digest).await.unwrap(), Some(6));
 }
 
@@ -64,8 +81,17 @@ async fn out_of_order_chunks_are_refused_and_change_nothing() {
     let (_, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
     uploads.append(&id, Some(0), body(&[b"abc"])).await.unwrap();
-    let err = uploads.append(&id, Some(5), body(&[b"zzz"])).await.unwrap_err();
-    assert!(matches!(err, Error::ChunkOutOfOrder { start: 5, offset: 3 }));
+    let err = uploads
+        .append(&id, Some(5), body(&[b"zzz"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ChunkOutOfOrder {
+            start: 5,
+            offset: 3
+        }
+    ));
     assert_eq!(uploads.state(&id).await.unwrap().offset, 3);
 }
 
@@ -74,7 +100,10 @@ async fn a_broken_body_keeps_the_bytes_that_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let (_, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
-    let broken = stream::iter(vec![Ok(Bytes::from_static(b"abcd")), Err(std::io::Error::other("gone"))]);
+    let broken = stream::iter(vec![
+        Ok(Bytes::from_static(b"abcd")),
+        Err(std::io::Error::other("gone")),
+    ]);
     let err = uploads.append(&id, None, broken).await.unwrap_err();
     assert!(matches!(err, Error::Body(_)));
     assert_eq!(uploads.state(&id).await.unwrap().offset, 4);
@@ -86,11 +115,17 @@ async fn mismatched_digest_stores_nothing_and_ends_the_session() {
     let (blobs, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
     let claimed = Digest::sha256_of(b"something else");
-    let err = uploads.finish(&id, &claimed, None, body(&[b"data"])).await.unwrap_err();
+    let err = uploads
+        .finish(&id, &claimed, None, body(&[b"data"]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }));
     assert_eq!(blobs.stat(&claimed).await.unwrap(), None);
     assert_eq!(blobs.stat(&Digest::sha256_of(b"data")).await.unwrap(), None);
-    assert!(matches!(uploads.state(&id).await, Err(Error::UploadNotFound)));
+    assert!(matches!(
+        uploads.state(&id).await,
+        Err(Error::UploadNotFound)
+    ));
 }
 
 #[tokio::test]
@@ -98,14 +133,28 @@ async fn monolithic_put_verifies_and_dedupes() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, uploads) = stores(dir.path());
     let digest = Digest::sha256_of(b"layer");
-    assert_eq!(uploads.put_whole(&digest, body(&[b"la", b"yer"])).await.unwrap(), 5);
-    assert_eq!(uploads.put_whole(&digest, body(&[b"layer"])).await.unwrap(), 5);
+    assert_eq!(
+        uploads
+            .put_whole(&digest, body(&[b"la", b"yer"]))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        uploads.put_whole(&digest, body(&[b"layer"])).await.unwrap(),
+        5
+    );
     assert_eq!(read_all(&blobs, &digest, 0, 5).await, b"layer");
     let wrong = Digest::sha256_of(b"other");
-    assert!(matches!(uploads.put_whole(&wrong, body(&[b"layer"])).await, Err(Error::DigestMismatch { .. })));
+    assert!(matches!(
+        uploads.put_whole(&wrong, body(&[b"layer"])).await,
+        Err(Error::DigestMismatch { .. })
+    ));
     assert_eq!(blobs.stat(&wrong).await.unwrap(), None);
     // No temporary files are left behind.
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("uploads")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("uploads"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -115,7 +164,10 @@ async fn sha512_uploads_are_verified_with_sha512() {
     let (blobs, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
     let digest = Digest::of(berth_oci::Algorithm::Sha512, b"five!");
-    uploads.finish(&id, &digest, None, body(&[b"five!"])).await.unwrap();
+    uploads
+        .finish(&id, &digest, None, body(&[b"five!"]))
+        .await
+        .unwrap();
     assert_eq!(blobs.stat(&digest).await.unwrap(), Some(5));
 }
 
@@ -125,7 +177,10 @@ async fn cancel_removes_the_session() {
     let (_, uploads) = stores(dir.path());
     let (id, _) = uploads.start(&repo(), 1).await.unwrap();
     uploads.cancel(&id).await.unwrap();
-    assert!(matches!(uploads.cancel(&id).await, Err(Error::UploadNotFound)));
+    assert!(matches!(
+        uploads.cancel(&id).await,
+        Err(Error::UploadNotFound)
+    ));
     assert!(!dir.path().join("uploads").join(id.to_string()).exists());
 }
 
@@ -134,13 +189,18 @@ async fn large_streams_are_written_in_bounded_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, uploads) = stores(dir.path());
     let chunk = vec![7u8; 64 * 1024];
-    let parts: Vec<std::io::Result<Bytes>> = (0..160).map(|_| Ok(Bytes::copy_from_slice(&chunk))).collect();
+    let parts: Vec<std::io::Result<Bytes>> = (0..160)
+        .map(|_| Ok(Bytes::copy_from_slice(&chunk)))
+        .collect();
     let mut all = Vec::new();
     for _ in 0..160 {
         all.extend_from_slice(&chunk);
     }
     let digest = Digest::sha256_of(&all);
-    let size = uploads.put_whole(&digest, stream::iter(parts)).await.unwrap();
+    let size = uploads
+        .put_whole(&digest, stream::iter(parts))
+        .await
+        .unwrap();
     assert_eq!(size, 160 * 64 * 1024);
     assert_eq!(blobs.stat(&digest).await.unwrap(), Some(size));
 }

@@ -128,7 +128,9 @@ impl UploadStore {
     pub async fn state(&self, id: &UploadId) -> Result<UploadState> {
         let raw = match tokio::fs::read(self.layout.upload_state(id)).await {
             Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::UploadNotFound),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::UploadNotFound)
+            }
             Err(e) => return Err(e.into()),
         };
         serde_json::from_slice(&raw).map_err(|e| Error::CorruptState(e.to_string()))
@@ -202,7 +204,13 @@ impl UploadStore {
         tokio::fs::create_dir_all(&uploads).await?;
         let temp = uploads.join(format!("{}.whole", UploadId::random()));
         tokio::fs::File::create(&temp).await?;
-        let written = write_stream(temp.clone(), 0, DigestHasher::new(expected.algorithm()), body).await;
+        let written = write_stream(
+            temp.clone(),
+            0,
+            DigestHasher::new(expected.algorithm()),
+            body,
+        )
+        .await;
         let (hasher, size, body_error) = match written {
             Ok(w) => w,
             Err(e) => {
@@ -289,7 +297,10 @@ impl UploadStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        self.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(())
     }
 
@@ -342,7 +353,9 @@ where
             }
             Ok(bytes) => {
                 pending.extend_from_slice(&bytes);
-                if pending.len() >= WRITE_CHUNK_BYTES && tx.send(pending.split().freeze()).await.is_err() {
+                if pending.len() >= WRITE_CHUNK_BYTES
+                    && tx.send(pending.split().freeze()).await.is_err()
+                {
                     break;
                 }
             }

@@ -1,0 +1,8 @@
+//! Tests of the stores and the node: openraft's storage suite, apply, snapshots, and a
+//! single-node `MetaNode` across a restart.
+
+mod apply;
+mod node;
+mod snapshot;
+mod suite;
+mod support;
