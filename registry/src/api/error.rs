@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::http::header::{HeaderName, HeaderValue, CONTENT_RANGE, RETRY_AFTER};
+use axum::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_RANGE, RETRY_AFTER};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,7 +27,9 @@ pub struct ApiError {
     status: StatusCode,
     message: Cow<'static, str>,
     detail: Option<Value>,
-    headers: HeaderMap,
+    /// Boxed: most errors carry no header, and a `HeaderMap` by value would make every
+    /// `Result<_, ApiError>` large (clippy `result_large_err`).
+    headers: Box<HeaderMap>,
     cause: Option<InternalCause>,
 }
 
@@ -40,7 +42,7 @@ impl ApiError {
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             message: Cow::Borrowed(code.default_message()),
             detail: None,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             cause: None,
         }
     }
@@ -165,8 +167,11 @@ impl From<RouteError> for ApiError {
 /// A request the endpoint cannot take, found while reading its headers or query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
-    /// The method is not one this endpoint serves.
-    MethodNotAllowed,
+    /// The method is not one this endpoint serves; `allow` lists those it does.
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
     /// A required `digest` query parameter is absent or malformed.
     DigestParam,
     /// A `Content-Range` or `Content-Length` header is malformed.
@@ -178,9 +183,10 @@ pub enum RequestError {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         match e {
-            RequestError::MethodNotAllowed => ApiError::new(ErrorCode::Unsupported)
+            RequestError::MethodNotAllowed { allow } => ApiError::new(ErrorCode::Unsupported)
                 .status(StatusCode::METHOD_NOT_ALLOWED)
-                .message("method not allowed on this endpoint"),
+                .message("method not allowed on this endpoint")
+                .header(ALLOW, allow),
             RequestError::DigestParam => ApiError::new(ErrorCode::DigestInvalid)
                 .message("a valid digest query parameter is required"),
             RequestError::BadRange => ApiError::new(ErrorCode::BlobUploadInvalid)
@@ -207,7 +213,7 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "detail": self.detail.unwrap_or(Value::Null),
         }] });
-        let mut res = (self.status, self.headers, Json(body)).into_response();
+        let mut res = (self.status, *self.headers, Json(body)).into_response();
         if let Some(cause) = self.cause {
             res.extensions_mut().insert(cause);
         }
@@ -328,6 +334,13 @@ mod tests {
             api.header_value(&HeaderName::from_static("range")).unwrap(),
             "0-3"
         );
+    }
+
+    #[test]
+    fn method_not_allowed_lists_the_allowed_methods() {
+        let api = ApiError::from(RequestError::MethodNotAllowed { allow: "GET, HEAD" });
+        assert_eq!(api.http_status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(api.header_value(&ALLOW).unwrap(), "GET, HEAD");
     }
 
     #[test]

@@ -64,6 +64,7 @@ async fn handle(app: &App, req: Request) -> Result<Response, ApiError> {
     let registry = app.registry();
     let method = parts.method;
     let head = method == Method::HEAD;
+    let allow = route.allowed_methods();
     match (&method, route) {
         (&Method::GET | &Method::HEAD, Route::Base) => {
             Ok(Response::new(axum::body::Body::from("{}")))
@@ -105,7 +106,7 @@ async fn handle(app: &App, req: Request) -> Result<Response, ApiError> {
         (&Method::GET, Route::Referrers { repo, digest }) => {
             listing::list_referrers(registry, &repo, &digest, &parts.uri).await
         }
-        _ => Err(RequestError::MethodNotAllowed.into()),
+        _ => Err(RequestError::MethodNotAllowed { allow }.into()),
     }
 }
 

@@ -127,6 +127,19 @@ impl Route {
         Err(RouteError::NotFound)
     }
 
+    /// The methods `api::dispatch` serves on this endpoint, for the `Allow` header that
+    /// RFC 9110 §15.5.6 requires on a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Self::Base => "GET, HEAD",
+            Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => "GET",
+            Self::Manifest { .. } => "GET, HEAD, PUT, DELETE",
+            Self::Blob { .. } => "GET, HEAD, DELETE",
+            Self::UploadStart { .. } => "POST",
+            Self::Upload { .. } => "GET, PATCH, PUT, DELETE",
+        }
+    }
+
     /// A short, stable name for logs and metrics (never the repository, which is data).
     pub fn name(&self) -> &'static str {
         match self {
