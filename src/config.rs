@@ -34,8 +34,9 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
         fig = fig.merge(Toml::string(&read_file(path)?));
     }
     fig = fig.merge(Env::prefixed("BERTH_").split("__").filter(|key| {
-        let key = key.as_str();
-        ENV_KEYS.contains(&key)
+        // Keys may arrive as typed (`DATA_DIR`, `RAFT__HEARTBEAT_MS`): normalise first.
+        let key = key.as_str().to_ascii_lowercase().replace("__", ".");
+        ENV_KEYS.contains(&key.as_str())
             || ENV_SECTIONS
                 .iter()
                 .any(|s| key.starts_with(&format!("{s}.")))
@@ -66,6 +67,7 @@ fn read_file(path: &Path) -> anyhow::Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 

@@ -33,6 +33,7 @@ async fn a_killed_replica_restarts_with_every_acknowledged_write() {
 
     b.kill(); // SIGKILL: nothing gets a chance to flush
     b.restart();
+    let c = client(); // pooled connections died with the old process
 
     for (repo, tag, digest) in &pushed {
         let res = c
@@ -80,6 +81,7 @@ async fn sigterm_stops_the_replica_cleanly_and_it_starts_again() {
         b.log_text()
     );
     b.restart();
+    let c = client(); // pooled connections died with the old process
     let res = c.head(b.at("/v2/a/manifests/v1")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
