@@ -94,6 +94,7 @@ pub struct MetaNode {
 struct Inner {
     id: NodeId,
     raft: Raft,
+    state_machine: StateMachineStore,
     reader: MetaReader,
     http: reqwest::Client,
     write_timeout: Duration,
@@ -117,6 +118,16 @@ impl MetaNode {
     /// [`MetaError::Io`] / [`MetaError::Migrate`] if the stores cannot be opened,
     /// [`MetaError::Raft`] if openraft refuses to start.
     pub async fn start(cfg: NodeConfig) -> Result<MetaNode, MetaError> {
+        MetaNode::start_with(cfg, true).await
+    }
+
+    /// [`start`](Self::start), initializing a one-node cluster on a fresh directory only when
+    /// `bootstrap` is set; otherwise a fresh node waits to be added by a leader.
+    // TODO: the join issue makes this public (`berth serve --join`).
+    pub(crate) async fn start_with(
+        cfg: NodeConfig,
+        bootstrap: bool,
+    ) -> Result<MetaNode, MetaError> {
         let raft_config = openraft::Config {
             cluster_name: "berth".to_owned(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -137,6 +148,7 @@ impl MetaNode {
         let log_store = LogStore::open(&cfg.dir).await?;
         let state_machine = StateMachineStore::open(&cfg.dir).await?;
         let reader = state_machine.reader().clone();
+        let state_machine_handle = state_machine.clone();
         // TODO(#5): the cluster's credentials for replica-to-replica calls go on this client.
         let http = reqwest::Client::builder()
             .build()
@@ -152,7 +164,7 @@ impl MetaNode {
         .await
         .map_err(|e| MetaError::Raft(e.to_string()))?;
 
-        if !raft.is_initialized().await.map_err(fatal)? {
+        if bootstrap && !raft.is_initialized().await.map_err(fatal)? {
             let members = BTreeMap::from([(cfg.id, BasicNode::new(&cfg.advertise_url))]);
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(id = cfg.id, "initialized a one-node cluster"),
@@ -165,6 +177,7 @@ impl MetaNode {
             inner: Arc::new(Inner {
                 id: cfg.id,
                 raft,
+                state_machine: state_machine_handle,
                 reader,
                 http,
                 write_timeout: Duration::from_millis(cfg.write_timeout_ms),
@@ -361,6 +374,8 @@ impl MetaNode {
             .shutdown()
             .await
             .map_err(|e| MetaError::Raft(format!("shutdown: {e}")))?;
+        // openraft does not wait for a snapshot build it started; the store does.
+        self.inner.state_machine.close().await;
         self.inner.reader.close().await;
         tracing::info!(id = self.inner.id, "raft node stopped");
         Ok(())

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
 
 use crate::command::{MetaCommand, MetaResponse, Rejection};
 use crate::db::{self, sto_err};
@@ -66,6 +66,11 @@ struct Inner {
     reader: MetaReader,
     /// Serializes changes to the snapshot directory (sidecar, which files exist).
     snapshot_lock: Mutex<()>,
+    /// Held (shared) by every snapshot build, so that [`StateMachineStore::close`] can wait for
+    /// builds openraft started in the background.
+    building: RwLock<()>,
+    /// Set by [`StateMachineStore::close`]: no apply, build or install starts afterwards.
+    closed: AtomicBool,
 }
 
 impl fmt::Debug for StateMachineStore {
@@ -114,6 +119,8 @@ impl StateMachineStore {
                 writer: Mutex::new(writer),
                 reader: MetaReader::new(pool),
                 snapshot_lock: Mutex::new(()),
+                building: RwLock::new(()),
+                closed: AtomicBool::new(false),
             }),
         };
         store.recover().await?;
@@ -123,6 +130,24 @@ impl StateMachineStore {
     /// The read side of this state machine.
     pub fn reader(&self) -> &MetaReader {
         &self.inner.reader
+    }
+
+    /// Stops this store: waits for an apply, install or snapshot build in progress (openraft
+    /// runs builds in tasks its shutdown does not wait for), after which those operations
+    /// fail. Reads through [`reader`](Self::reader) are not affected.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let _building = self.inner.building.write().await;
+        let _snapshots = self.inner.snapshot_lock.lock().await;
+        let _writer = self.inner.writer.lock().await;
+    }
+
+    fn ensure_open(&self) -> Result<(), MetaError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(MetaError::Unavailable)
+        } else {
+            Ok(())
+        }
     }
 
     /// Removes leftovers of interrupted snapshot work and restores the current snapshot when
@@ -137,7 +162,7 @@ impl StateMachineStore {
             let name = name.to_string_lossy();
             if name != SIDECAR_FILE && Some(name.as_ref()) != keep {
                 tracing::debug!(file = %name, "removing stale snapshot file");
-                tokio::fs::remove_file(entry.path()).await?;
+                remove_if_exists(&entry.path()).await?;
             }
         }
         if let Some(sidecar) = sidecar {
@@ -188,7 +213,7 @@ impl StateMachineStore {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with("snap-") && name != keep {
-                tokio::fs::remove_file(entry.path()).await?;
+                remove_if_exists(&entry.path()).await?;
             }
         }
         Ok(())
@@ -214,14 +239,29 @@ impl StateMachineStore {
     }
 
     async fn build(&self) -> Result<Snapshot, MetaError> {
+        let _building = self.inner.building.read().await;
+        self.ensure_open()?;
+        let building = self
+            .inner
+            .snapshot_dir
+            .join(format!("building-{}.db", unique()));
+        let built = self.build_at(&building).await;
+        if built.is_err() {
+            // Best effort: a leftover is also removed at the next open.
+            let _ = remove_if_exists(&building).await;
+        }
+        built
+    }
+
+    /// Builds a snapshot through the temporary file `building`, then names it current.
+    async fn build_at(&self, building: &Path) -> Result<Snapshot, MetaError> {
         let dir = &self.inner.snapshot_dir;
-        let building = dir.join(format!("building-{}.db", unique()));
 
         // A separate connection: VACUUM INTO reads one consistent snapshot of the WAL database
         // while the writer keeps applying.
         let mut source = db::reader_options(&self.inner.db_path).connect().await?;
         sqlx::query("VACUUM INTO ?")
-            .bind(db::path_str(&building)?)
+            .bind(db::path_str(building)?)
             .persistent(false)
             .execute(&mut source)
             .await?;
@@ -229,7 +269,7 @@ impl StateMachineStore {
 
         // The copy's own raft_state says exactly which log id and membership it contains.
         let mut copy = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&building)
+            .filename(building)
             .connect()
             .await?;
         sqlx::query("PRAGMA journal_mode = DELETE")
@@ -238,7 +278,7 @@ impl StateMachineStore {
         let (last_log_id, last_membership) = read_applied_state(&mut copy).await?;
         copy.close().await?;
         // SQLite does not fsync the output of VACUUM INTO.
-        tokio::fs::File::open(&building).await?.sync_all().await?;
+        tokio::fs::File::open(building).await?.sync_all().await?;
 
         let snapshot_id = match last_log_id {
             Some(l) => format!(
@@ -259,7 +299,7 @@ impl StateMachineStore {
         let path = dir.join(&file);
 
         let _guard = self.inner.snapshot_lock.lock().await;
-        tokio::fs::rename(&building, &path).await?;
+        tokio::fs::rename(building, &path).await?;
         db::sync_dir(dir).await?;
         let handle = tokio::fs::File::open(&path).await?;
         let current = self.read_sidecar().await?;
@@ -290,6 +330,7 @@ impl StateMachineStore {
         let file = snapshot_file_name(&meta.snapshot_id);
         let path = dir.join(&file);
         let _guard = self.inner.snapshot_lock.lock().await;
+        self.ensure_open()?;
 
         // Copy the received bytes next to the others first, durably, and name it current
         // before touching state.db: from then on a crash at any point recovers from it.
@@ -331,6 +372,8 @@ impl StateMachineStore {
     {
         let write_err = |e: &sqlx::Error| sto_err(ErrorSubject::StateMachine, ErrorVerb::Write, e);
         let mut conn = self.inner.writer.lock().await;
+        self.ensure_open()
+            .map_err(|e| sto_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         let mut tx = conn.begin().await.map_err(|e| write_err(&e))?;
         let mut responses = Vec::new();
         let mut last_applied = None;
@@ -361,6 +404,13 @@ impl StateMachineStore {
         }
         tx.commit().await.map_err(|e| write_err(&e))?;
         Ok(responses)
+    }
+}
+
+async fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -18,6 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SqliteSt
     }
 }
 
+/// Takes several seconds: the suite itself sleeps 1 s in the tests that purge.
 #[test]
 fn openraft_storage_suite_passes() {
     Suite::test_all(SqliteStoreBuilder).expect("openraft storage suite");
