@@ -134,7 +134,7 @@ impl Registry {
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
         self.session(repo, id).await?;
-        let (_, size) = self.uploads.finish(id, digest, start, body).await?;
+        let size = self.uploads.finish(id, digest, start, body).await?;
         self.link_blob(repo, digest, size).await?;
         Ok(size)
     }

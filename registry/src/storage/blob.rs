@@ -117,7 +117,7 @@ fn commit_blocking(source: &Path, target: &Path) -> Result<()> {
     let parent = target
         .parent()
         .ok_or_else(|| Error::Io(std::io::Error::other("blob path has no parent")))?;
-    let created = create_dirs_synced(parent)?;
+    let created = ensure_dir(parent)?;
     std::fs::rename(source, target)?;
     sync_dir(parent)?;
     if created {
@@ -130,7 +130,7 @@ fn commit_blocking(source: &Path, target: &Path) -> Result<()> {
 }
 
 /// Creates `dir` (and parents); returns whether it had to be created.
-fn create_dirs_synced(dir: &Path) -> Result<bool> {
+fn ensure_dir(dir: &Path) -> Result<bool> {
     if dir.is_dir() {
         return Ok(false);
     }

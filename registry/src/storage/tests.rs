@@ -44,7 +44,7 @@ async fn chunked_upload_commits_the_verified_blob() {
         .unwrap();
     assert_eq!(s.offset, 9);
     let digest = Digest::sha256_of(b"hello world");
-    let (_, size) = uploads
+    let size = uploads
         .finish(&id, &digest, Some(9), body(&[b"ld"]))
         .await
         .unwrap();

@@ -154,7 +154,8 @@ impl UploadStore {
 
     /// Finishes a session: appends `body` (the optional last chunk), checks the bytes
     /// against `expected`, and on success commits them durably as that blob and ends the
-    /// session. On a mismatch the session is removed and nothing is stored.
+    /// session, returning the blob's size. On a mismatch the session is removed and nothing
+    /// is stored.
     ///
     /// # Errors
     /// [`Error::DigestMismatch`] and the errors of [`UploadStore::append`].
@@ -164,7 +165,7 @@ impl UploadStore {
         expected: &Digest,
         start: Option<u64>,
         body: S,
-    ) -> Result<(UploadState, u64)>
+    ) -> Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
@@ -187,8 +188,7 @@ impl UploadStore {
         }
         self.blobs.commit_file(data, expected).await?;
         self.remove(id).await?;
-        let size = state.offset;
-        Ok((state, size))
+        Ok(state.offset)
     }
 
     /// Stores a whole blob sent in one request (monolithic upload), verified against
