@@ -19,6 +19,85 @@ pub struct Cli {
 pub enum Command {
     /// Run a replica of the registry.
     Serve(ServeArgs),
+    /// Print a new token that admits replicas to the cluster (`berth serve --join`).
+    JoinToken(JoinTokenArgs),
+    /// List the replicas of the cluster.
+    Replicas(ReplicasArgs),
+    /// Remove a replica from the cluster's membership.
+    RemoveReplica(RemoveReplicaArgs),
+    /// On a stopped replica whose cluster lost its majority for good: make it a one-replica
+    /// cluster with its data, which new replicas can join.
+    EmergencyRepair(EmergencyRepairArgs),
+}
+
+/// How commands reach a running cluster's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// Base URL of any replica (or the load balancer).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BERTH_URL",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub url: String,
+    /// An administrator's user name.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "BERTH_USERNAME",
+        default_value = "admin"
+    )]
+    pub username: String,
+    /// A file holding the password (first line); default: BERTH_PASSWORD, else a prompt.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Flags of `berth join-token`.
+#[derive(Debug, Args)]
+pub struct JoinTokenArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// How long the token admits replicas (`30m`, `24h`, `7d`); `0` for no expiry.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub ttl: String,
+}
+
+/// Flags of `berth replicas`.
+#[derive(Debug, Args)]
+pub struct ReplicasArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `berth remove-replica`.
+#[derive(Debug, Args)]
+pub struct RemoveReplicaArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The id of the replica to remove (see `berth replicas`).
+    pub id: u64,
+}
+
+/// Flags of `berth emergency-repair`.
+#[derive(Debug, Args)]
+pub struct EmergencyRepairArgs {
+    /// The stopped replica's data directory.
+    #[arg(long, value_name = "DIR", default_value = "berth-data")]
+    pub data_dir: PathBuf,
+    /// The URL other replicas will use to reach it, if it changed.
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
+    /// Confirm: the replicas that are gone are dropped from the membership for good.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Flags of `berth serve`; each overrides the config file and `BERTH_...` variables.
@@ -42,6 +121,20 @@ pub struct ServeArgs {
     /// URL other replicas use to reach this one (default http://<bound address>).
     #[arg(long, value_name = "URL")]
     pub advertise: Option<String>,
+    /// On first start, join the cluster of the member at URL instead of creating one.
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// The join token (from `berth join-token`). Without --join: a token this new cluster
+    /// accepts from replicas that join it.
+    #[arg(long, value_name = "TOKEN", group = "join_secret")]
+    pub join_token: Option<String>,
+    /// A file holding the join token, instead of --join-token.
+    #[arg(long, value_name = "FILE", group = "join_secret")]
+    pub join_token_file: Option<PathBuf>,
+    /// A file holding the first administrator's password (new cluster only); default:
+    /// BERTH_ADMIN_PASSWORD, else a random one printed once.
+    #[arg(long, value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub print_config: bool,

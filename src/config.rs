@@ -20,9 +20,11 @@ const ENV_KEYS: &[&str] = &[
     "storage_dir",
     "advertise",
     "shutdown_grace_secs",
+    "admin_password",
+    "admin_password_file",
 ];
 /// Sections that `BERTH_<SECTION>__<FIELD>` may set.
-const ENV_SECTIONS: &[&str] = &["raft", "limits", "log"];
+const ENV_SECTIONS: &[&str] = &["raft", "cluster", "limits", "log"];
 
 /// The effective configuration of `berth serve`.
 ///
@@ -55,6 +57,18 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.advertise {
         fig = fig.merge(Serialized::default("advertise", v));
+    }
+    if let Some(v) = &args.join {
+        fig = fig.merge(Serialized::default("cluster.join", v));
+    }
+    if let Some(v) = &args.join_token {
+        fig = fig.merge(Serialized::default("cluster.join_token", v));
+    }
+    if let Some(v) = &args.join_token_file {
+        fig = fig.merge(Serialized::default("cluster.join_token_file", v));
+    }
+    if let Some(v) = &args.admin_password_file {
+        fig = fig.merge(Serialized::default("admin_password_file", v));
     }
     let cfg: Config = fig.extract().context("invalid configuration")?;
     cfg.validate()?;

@@ -78,6 +78,51 @@ pub enum MetaCommand {
         /// The tag to remove.
         tag: Tag,
     },
+    /// A change to the cluster itself (replica ids, join tokens).
+    Cluster(ClusterCommand),
+    /// A change to who may use the registry (users).
+    Access(AccessCommand),
+}
+
+/// Changes to the cluster's own bookkeeping. Membership itself is Raft's (membership entries),
+/// not a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterCommand {
+    /// Hand out the next replica id (never reused, even after a removal); answers
+    /// `ReplicaId`. The replica that created the cluster is 1.
+    AllocateReplicaId,
+    /// Accept a new join token. Only its SHA-256 is stored; adding the same one again changes
+    /// nothing.
+    AddJoinToken {
+        /// Lowercase hex SHA-256 of the token.
+        token_sha256: String,
+        /// When it was made (ms since the Unix epoch).
+        created_at_ms: i64,
+        /// When it stops admitting replicas; `None`: never.
+        expires_at_ms: Option<i64>,
+    },
+    /// Record that replica `id` was removed, so that it is never added back under that id
+    /// (a removed replica restarted with `--join` must not slip back in).
+    RetireReplica {
+        /// The removed replica's id.
+        id: u64,
+    },
+}
+
+/// Changes to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessCommand {
+    /// Create a user; `Rejected(UserExists)` if the name is taken.
+    CreateUser {
+        /// The login name.
+        name: String,
+        /// The password as an argon2id PHC string, hashed by the proposer.
+        password_hash: String,
+        /// Whether the user administers the whole registry.
+        admin: bool,
+        /// When it was created (ms since the Unix epoch).
+        at_ms: i64,
+    },
 }
 
 /// What applying a [`MetaCommand`] answered. Identical on every replica.
@@ -87,6 +132,8 @@ pub enum MetaResponse {
     Ok,
     /// The command was refused for a domain reason and changed nothing.
     Rejected(Rejection),
+    /// The replica id handed out by [`ClusterCommand::AllocateReplicaId`].
+    ReplicaId(u64),
 }
 
 /// Why a command was refused. Refusals change nothing.
@@ -98,6 +145,8 @@ pub enum Rejection {
     ManifestUnknown,
     /// The tag does not exist in the repository.
     TagUnknown,
+    /// A user of that name exists already.
+    UserExists,
     /// A manifest refers to blobs not linked to its repository or to manifests absent from
     /// it. Both lists are sorted and without duplicates.
     MissingReferences {

@@ -31,6 +31,41 @@ pub enum MetaError {
     /// The node configuration is invalid (for example election timeouts out of order).
     #[error("invalid raft configuration: {0}")]
     Config(String),
+    /// A membership change (join, add, remove) was refused.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+}
+
+/// Why a membership change was refused. Travels between replicas in RPC answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum MembershipError {
+    /// The join token is unknown or expired.
+    #[error(
+        "the join token is not valid (unknown or expired); make a new one with `berth join-token`"
+    )]
+    InvalidJoinToken,
+    /// No replica with this id is in the membership.
+    #[error("replica {0} is not a member of the cluster")]
+    NotMember(u64),
+    /// The replica was removed from the cluster; it may join again only with an empty data
+    /// directory (and so a new id).
+    #[error("replica {0} was removed from the cluster; empty its data directory to join again")]
+    Retired(u64),
+    /// Removing the last voter would leave no cluster.
+    #[error("replica {0} is the last voter of the cluster and cannot be removed")]
+    LastVoter(u64),
+    /// The replica asked is not the leader and no leader is known.
+    #[error("no leader is known; retry when the cluster has elected one")]
+    NoLeader,
+    /// Another membership change is in progress, or the leader changed during this one.
+    #[error("the membership is changing already; retry shortly")]
+    Busy,
+    /// The new replica did not catch up with the leader in time.
+    #[error("the new replica did not catch up with the leader within {0} s")]
+    CatchUpTimeout(u64),
+    /// openraft or the network failed otherwise.
+    #[error("membership change failed: {0}")]
+    Failed(String),
 }
 
 /// Result with [`MetaError`] as the default error.

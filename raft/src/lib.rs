@@ -14,18 +14,24 @@
 mod command;
 mod db;
 mod error;
+mod identity;
 mod log_store;
 pub mod network;
 mod node;
 mod reader;
+mod repair;
 mod state_machine;
 mod types;
 
-pub use crate::command::{MetaCommand, MetaResponse, Rejection};
-pub use crate::error::{MetaError, Result};
+pub use crate::command::{AccessCommand, ClusterCommand, MetaCommand, MetaResponse, Rejection};
+pub use crate::error::{MembershipError, MetaError, Result};
+pub use crate::identity::IDENTITY_FILE;
 pub use crate::log_store::{LogStore, LOG_DB_FILE};
-pub use crate::node::{MetaNode, NodeConfig, NodeStatus, Role};
-pub use crate::reader::{ManifestInfo, MetaReader, Referrer, StoredManifest};
+pub use crate::node::{
+    JoinOutcome, MetaNode, NodeConfig, NodeStatus, ReplicaInfo, Role, StartMode,
+};
+pub use crate::reader::{ManifestInfo, MetaReader, Referrer, StoredManifest, StoredUser};
+pub use crate::repair::{emergency_repair, RepairReport};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};
 pub use crate::types::{
     Entry, LogId, NodeId, Raft, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,

@@ -100,7 +100,7 @@ impl LogStore {
         Ok(())
     }
 
-    async fn append_batch<I>(&self, entries: I) -> Result<(), MetaLogError>
+    pub(crate) async fn append_batch<I>(&self, entries: I) -> Result<(), MetaLogError>
     where
         I: IntoIterator<Item = Entry>,
     {
@@ -121,7 +121,7 @@ impl LogStore {
 
 /// Internal failure of a log operation, turned into openraft's `StorageError` at the trait edge.
 #[derive(Debug, thiserror::Error)]
-enum MetaLogError {
+pub(crate) enum MetaLogError {
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]

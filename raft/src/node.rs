@@ -4,22 +4,29 @@
 //! Every wait here is bounded by `write_timeout_ms`: with no leader or no quorum, callers get
 //! [`MetaError::Unavailable`] instead of hanging. No HTTP registry semantics here.
 
+pub(crate) mod membership;
+
+pub use membership::{JoinOutcome, ReplicaInfo};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::command::{MetaCommand, MetaResponse};
 use crate::error::MetaError;
+use crate::identity::Identity;
 use crate::log_store::LogStore;
 use crate::network::client::{self, HttpNetworkFactory};
 use crate::network::{server, MAX_PAYLOAD_ENTRIES};
 use crate::reader::MetaReader;
+use crate::state_machine::cluster::FIRST_REPLICA_ID;
 use crate::state_machine::StateMachineStore;
 use crate::types::{NodeId, Raft};
 
@@ -32,9 +39,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Settings of one replica's Raft node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// This replica's id in the cluster; stable across restarts.
-    pub id: u64,
-    /// Directory of `log.db`, `state.db` and `snapshots/`; created if missing.
+    /// Directory of `cluster.json`, `log.db`, `state.db` and `snapshots/`; created if missing.
     pub dir: PathBuf,
     /// This replica's HTTP base URL as its peers reach it (`http://10.0.0.5:5000`); the replica
     /// RPC is under `/internal/raft` there.
@@ -48,12 +53,42 @@ pub struct NodeConfig {
     /// Build a snapshot (and allow purging the log) after this many entries since the last
     /// one; 0 disables automatic snapshots.
     pub snapshot_after_logs: u64,
+    /// Log entries kept after a snapshot, so that a briefly lagging replica catches up from
+    /// the log instead of receiving the whole snapshot.
+    pub logs_kept_after_snapshot: u64,
     /// Bound on [`MetaNode::propose`] and [`MetaNode::read_barrier`], in ms.
     pub write_timeout_ms: u64,
 }
 
+/// How a replica enters its cluster when its directory has no identity yet. A directory that
+/// has one (`cluster.json`) always restarts as the replica it records.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StartMode {
+    /// Create a new one-replica cluster.
+    Create,
+    /// Join the cluster of the replica at `url` (its HTTP base URL), admitted by `token`.
+    Join {
+        /// A member's base URL, e.g. `http://10.0.0.5:5000`.
+        url: String,
+        /// A join token made by `berth join-token`.
+        token: String,
+    },
+}
+
+impl fmt::Debug for StartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartMode::Create => f.write_str("Create"),
+            StartMode::Join { url, .. } => f
+                .debug_struct("Join")
+                .field("url", url)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 /// A replica's role, from its Raft state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Accepts writes and serves the read index.
@@ -69,7 +104,7 @@ pub enum Role {
 }
 
 /// A snapshot of the node's Raft metrics, for `/health` and the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// This replica's id.
     pub id: u64,
@@ -83,6 +118,18 @@ pub struct NodeStatus {
     pub last_applied_index: Option<u64>,
     /// Index of the last entry in its log.
     pub last_log_index: Option<u64>,
+    /// On the leader: the highest index stored by a quorum of voters (committed). Unknown
+    /// elsewhere.
+    pub commit_index: Option<u64>,
+    /// Last index included in this replica's current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Last index removed from this replica's log by compaction.
+    pub purged_index: Option<u64>,
+    /// How many times this replica saw the leader change since it started.
+    pub leader_changes: u64,
+    /// Whether this replica is in touch with a working cluster: a follower or learner knows
+    /// its leader; a leader heard from a quorum within the election timeout.
+    pub in_quorum: bool,
 }
 
 /// One replica's metadata node: Raft plus the SQLite stores. Cheap to clone.
@@ -93,11 +140,18 @@ pub struct MetaNode {
 
 struct Inner {
     id: NodeId,
+    identity: Identity,
+    advertise_url: String,
+    /// The member to ask for admission, while this replica is not yet in the membership.
+    join_url: Option<String>,
     raft: Raft,
     state_machine: StateMachineStore,
     reader: MetaReader,
     http: reqwest::Client,
     write_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long has lost it.
+    quorum_timeout_ms: u64,
+    leader_changes: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for MetaNode {
@@ -109,25 +163,20 @@ impl fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
-    /// Opens (or creates) the stores under `cfg.dir` and starts the Raft node. On a fresh
-    /// directory with no membership it initializes a one-node cluster of itself; a restart
-    /// recovers everything from the directory.
+    /// Opens (or creates) the stores under `cfg.dir` and starts the Raft node.
+    ///
+    /// A directory with an identity (`cluster.json`) restarts as that replica and recovers
+    /// everything from its files. A fresh directory either creates a new one-replica cluster
+    /// ([`StartMode::Create`]) or asks a member for admission with a join token
+    /// ([`StartMode::Join`]): it gets its replica id and the cluster key, then waits to be added
+    /// ([`finish_join`](Self::finish_join), once this replica serves the replica RPC).
     ///
     /// # Errors
     /// [`MetaError::Config`] for inconsistent timeouts, [`MetaError::Storage`] /
     /// [`MetaError::Io`] / [`MetaError::Migrate`] if the stores cannot be opened,
-    /// [`MetaError::Raft`] if openraft refuses to start.
-    pub async fn start(cfg: NodeConfig) -> Result<MetaNode, MetaError> {
-        MetaNode::start_with(cfg, true).await
-    }
-
-    /// [`start`](Self::start), initializing a one-node cluster on a fresh directory only when
-    /// `bootstrap` is set; otherwise a fresh node waits to be added by a leader.
-    // TODO: the join issue makes this public (`berth serve --join`).
-    pub(crate) async fn start_with(
-        cfg: NodeConfig,
-        bootstrap: bool,
-    ) -> Result<MetaNode, MetaError> {
+    /// [`MetaError::Membership`] if the join is refused, [`MetaError::Raft`] if openraft
+    /// refuses to start.
+    pub async fn start(cfg: NodeConfig, mode: StartMode) -> Result<MetaNode, MetaError> {
         let raft_config = openraft::Config {
             cluster_name: "berth".to_owned(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -139,23 +188,39 @@ impl MetaNode {
                 SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_logs)
             },
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            max_in_snapshot_log_to_keep: cfg.logs_kept_after_snapshot,
             ..Default::default()
         }
         .validate()
         .map_err(|e| MetaError::Config(e.to_string()))?;
 
         tokio::fs::create_dir_all(&cfg.dir).await?;
+        let (identity, join_url) = match (Identity::load(&cfg.dir).await?, mode) {
+            (Some(identity), StartMode::Join { url, .. }) => (identity, Some(url)),
+            (Some(identity), StartMode::Create) => (identity, None),
+            (None, StartMode::Create) => {
+                let identity = Identity::new_cluster(FIRST_REPLICA_ID);
+                identity.save(&cfg.dir).await?;
+                (identity, None)
+            }
+            (None, StartMode::Join { url, token }) => {
+                let identity =
+                    membership::request_admission(&url, &token, &cfg.advertise_url).await?;
+                identity.save(&cfg.dir).await?;
+                tracing::info!(replica_id = identity.replica_id, %url, "admitted to the cluster");
+                (identity, Some(url))
+            }
+        };
+        let id = identity.replica_id;
+
         let log_store = LogStore::open(&cfg.dir).await?;
         let state_machine = StateMachineStore::open(&cfg.dir).await?;
         let reader = state_machine.reader().clone();
         let state_machine_handle = state_machine.clone();
-        // TODO(#5): the cluster's credentials for replica-to-replica calls go on this client.
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| MetaError::Config(format!("http client: {e}")))?;
+        let http = client::member_client(&identity.cluster_key)?;
 
         let raft = Raft::new(
-            cfg.id,
+            id,
             Arc::new(raft_config),
             HttpNetworkFactory::new(http.clone()),
             log_store,
@@ -164,10 +229,21 @@ impl MetaNode {
         .await
         .map_err(|e| MetaError::Raft(e.to_string()))?;
 
-        if bootstrap && !raft.is_initialized().await.map_err(fatal)? {
-            let members = BTreeMap::from([(cfg.id, BasicNode::new(&cfg.advertise_url))]);
+        let leader_changes = Arc::new(AtomicU64::new(0));
+        tokio::spawn(count_leader_changes(
+            raft.metrics(),
+            Arc::clone(&leader_changes),
+        ));
+
+        // Only the replica that created the cluster initializes it, and only once: a joining
+        // replica (id > 1) must never found a cluster of its own.
+        if join_url.is_none()
+            && id == FIRST_REPLICA_ID
+            && !raft.is_initialized().await.map_err(fatal)?
+        {
+            let members = BTreeMap::from([(id, BasicNode::new(&cfg.advertise_url))]);
             match raft.initialize(members).await {
-                Ok(()) => tracing::info!(id = cfg.id, "initialized a one-node cluster"),
+                Ok(()) => tracing::info!(id, "initialized a new one-replica cluster"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(MetaError::Raft(e.to_string())),
             }
@@ -175,12 +251,17 @@ impl MetaNode {
 
         Ok(MetaNode {
             inner: Arc::new(Inner {
-                id: cfg.id,
+                id,
+                identity,
+                advertise_url: cfg.advertise_url,
+                join_url,
                 raft,
                 state_machine: state_machine_handle,
                 reader,
                 http,
                 write_timeout: Duration::from_millis(cfg.write_timeout_ms),
+                quorum_timeout_ms: cfg.election_timeout_max_ms,
+                leader_changes,
             }),
         })
     }
@@ -334,14 +415,38 @@ impl MetaNode {
         }
     }
 
-    /// The axum router of the replica-to-replica RPC (append, vote, snapshot, forward-write,
-    /// read-index), for the binary to mount under `/internal/raft`.
-    ///
-    /// There is no authentication on it yet: anyone who reaches it can change metadata.
-    /// TODO(#5): a shared-secret header check goes in front of these routes
-    /// (see [`network::server`](crate::network::server)).
+    /// The axum router of the replica-to-replica RPC, for the binary to mount under
+    /// [`RPC_PREFIX`](crate::network::RPC_PREFIX). Every route but `join` answers only callers
+    /// that present the cluster key; `join` only holders of a valid join token.
     pub fn rpc_router(&self) -> axum::Router {
-        server::router(self.inner.raft.clone())
+        server::router(self.clone())
+    }
+
+    /// The Raft handle, for the RPC handlers.
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// This replica's identity (id, cluster id, cluster key).
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// How many replicas (voters and learners) the membership this replica knows has.
+    pub fn member_count(&self) -> usize {
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .count()
+    }
+
+    /// The id of the cluster this replica belongs to.
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.identity.cluster_id
     }
 
     /// This replica's id, role, leader, term and log positions, from the Raft metrics.
@@ -361,6 +466,16 @@ impl MetaNode {
             term: m.current_term,
             last_applied_index: m.last_applied.map(|l| l.index),
             last_log_index: m.last_log_index,
+            commit_index: quorum_index(&m),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            leader_changes: self.inner.leader_changes.load(Ordering::Relaxed),
+            in_quorum: match m.state {
+                ServerState::Leader => m
+                    .millis_since_quorum_ack
+                    .is_some_and(|ms| ms <= self.inner.quorum_timeout_ms),
+                _ => m.current_leader.is_some(),
+            },
         }
     }
 
@@ -380,6 +495,56 @@ impl MetaNode {
         tracing::info!(id = self.inner.id, "raft node stopped");
         Ok(())
     }
+}
+
+/// Counts and logs changes of the known leader until the node stops (its metrics channel
+/// closes). openraft's own logs are too chatty for operators; this is the event they want.
+async fn count_leader_changes(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    changes: Arc<AtomicU64>,
+) {
+    let mut leader = metrics.borrow().current_leader;
+    while metrics.changed().await.is_ok() {
+        let (now, term) = {
+            let m = metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if now != leader {
+            match now {
+                Some(id) => {
+                    changes.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(leader = id, term, "leader elected");
+                }
+                None => tracing::warn!(previous = ?leader, term, "no leader"),
+            }
+        }
+        leader = now;
+    }
+}
+
+/// On a leader, the highest log index a majority of voters has stored: the commit index.
+fn quorum_index(m: &openraft::RaftMetrics<NodeId, BasicNode>) -> Option<u64> {
+    let replication = m.replication.as_ref()?;
+    let mut matched: Vec<u64> = m
+        .membership_config
+        .membership()
+        .voter_ids()
+        .map(|id| {
+            if id == m.id {
+                m.last_log_index.unwrap_or(0)
+            } else {
+                replication
+                    .get(&id)
+                    .and_then(|l| l.as_ref())
+                    .map_or(0, |l| l.index)
+            }
+        })
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched.get(matched.len() / 2).copied()
 }
 
 /// openraft's fatal errors: a stopped node is unavailable; anything else is broken.

@@ -5,6 +5,10 @@
 //! [`MetaNode::read_barrier`](crate::MetaNode::read_barrier). No writes here: every change goes
 //! through a [`MetaCommand`](crate::MetaCommand).
 
+mod cluster;
+
+pub use cluster::StoredUser;
+
 use std::collections::BTreeMap;
 use std::fmt;
 

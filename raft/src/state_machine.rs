@@ -16,6 +16,9 @@
 //! one copies it there, then replaces every table's contents from it inside one transaction
 //! (ATTACH), so readers keep their pool and no file is swapped under them.
 
+mod access;
+pub(crate) mod cluster;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::SeekFrom;
@@ -679,6 +682,8 @@ pub(crate) async fn apply_command(
                 .await?;
             Ok(MetaResponse::Ok)
         }
+        MetaCommand::Cluster(cmd) => cluster::apply(conn, cmd).await,
+        MetaCommand::Access(cmd) => access::apply(conn, cmd).await,
         MetaCommand::DeleteTag { repo, tag } => {
             let done = sqlx::query("DELETE FROM tags WHERE repo = ? AND tag = ?")
                 .bind(repo.as_str())

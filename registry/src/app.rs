@@ -1,5 +1,6 @@
 //! The state every handler shares: the registry services and what health checks need.
 
+use crate::metrics::Metrics;
 use crate::service::Registry;
 use crate::storage::Layout;
 
@@ -8,12 +9,22 @@ use crate::storage::Layout;
 pub struct App {
     registry: Registry,
     layout: Layout,
+    metrics: Metrics,
 }
 
 impl App {
     /// State over the services and the storage layout.
-    pub fn new(registry: Registry, layout: Layout) -> Self {
-        Self { registry, layout }
+    pub fn new(registry: Registry, layout: Layout, metrics: Metrics) -> Self {
+        Self {
+            registry,
+            layout,
+            metrics,
+        }
+    }
+
+    /// The request and Raft metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The registry services.

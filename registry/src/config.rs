@@ -22,6 +22,13 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Raft timings and log compaction.
     pub raft: RaftConfig,
+    /// How this replica enters its cluster on first start.
+    pub cluster: ClusterConfig,
+    /// The first administrator's password, for a new cluster only. Never printed.
+    #[serde(skip_serializing)]
+    pub admin_password: Option<String>,
+    /// A file holding the first administrator's password (first line), for a new cluster only.
+    pub admin_password_file: Option<PathBuf>,
     /// Limits of the OCI API.
     pub limits: LimitsConfig,
     /// Logging.
@@ -30,12 +37,34 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 }
 
+/// Joining a cluster. Only read when the data directory holds no replica yet.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Base URL of a member to join (`http://10.0.0.5:5000`); absent: create a new cluster.
+    pub join: Option<String>,
+    /// The join token. With `join`: the token that admits this replica. Without: a token this
+    /// new cluster accepts from joining replicas (for deployments that start all replicas at
+    /// once with a shared secret). Never printed.
+    #[serde(skip_serializing)]
+    pub join_token: Option<String>,
+    /// A file holding the join token (first line), instead of `join_token`.
+    pub join_token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("join", &self.join)
+            .field("join_token_file", &self.join_token_file)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Raft settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
-    /// This replica's id in a new cluster. Default 1.
-    pub node_id: u64,
     /// Leader heartbeat interval, ms. Default 250.
     pub heartbeat_ms: u64,
     /// Lower bound of the election timeout, ms. Default 1000.
@@ -44,6 +73,8 @@ pub struct RaftConfig {
     pub election_timeout_max_ms: u64,
     /// Log entries after which a snapshot is taken and the log compacted. Default 10000.
     pub snapshot_after_logs: u64,
+    /// Log entries kept after a snapshot, for replicas that lag briefly. Default 1000.
+    pub logs_kept_after_snapshot: u64,
     /// How long a write may wait for a leader and a quorum before failing with 503, ms.
     /// Default 5000.
     pub write_timeout_ms: u64,
@@ -63,7 +94,8 @@ pub struct LimitsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// A tracing filter. Default `info,openraft=warn` (openraft is chatty at info).
+    /// A tracing filter. Default `info,openraft=off`: openraft repeats every failed heartbeat;
+    /// Berth logs leader changes and unreachable replicas itself.
     pub filter: String,
     /// `text` or `json`. Default `text`.
     pub format: LogFormat,
@@ -88,6 +120,9 @@ impl Default for Config {
             storage_dir: None,
             advertise: None,
             raft: RaftConfig::default(),
+            cluster: ClusterConfig::default(),
+            admin_password: None,
+            admin_password_file: None,
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             shutdown_grace_secs: 30,
@@ -98,11 +133,11 @@ impl Default for Config {
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
-            node_id: 1,
             heartbeat_ms: 250,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
             snapshot_after_logs: 10_000,
+            logs_kept_after_snapshot: 1_000,
             write_timeout_ms: 5_000,
         }
     }
@@ -121,7 +156,7 @@ impl Default for LimitsConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            filter: "info,openraft=warn".to_owned(),
+            filter: "info,openraft=off".to_owned(),
             format: LogFormat::Text,
         }
     }
@@ -149,11 +184,6 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.raft;
-        if r.node_id == 0 {
-            return Err(ConfigError::Invalid(
-                "raft.node_id must be at least 1".into(),
-            ));
-        }
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
             return Err(ConfigError::Invalid(
                 "raft.election_timeout_min_ms must exceed raft.heartbeat_ms, which must be positive".into(),
@@ -172,7 +202,48 @@ impl Config {
                 "give storage_url or storage_dir, not both".into(),
             ));
         }
+        if self.cluster.join_token.is_some() && self.cluster.join_token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "give cluster.join_token or cluster.join_token_file, not both".into(),
+            ));
+        }
+        if self.admin_password.is_some() && self.admin_password_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "give admin_password or admin_password_file, not both".into(),
+            ));
+        }
+        if let Some(url) = &self.cluster.join {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.join {url}: give a member's base URL (http://host:port)"
+                )));
+            }
+        }
         self.storage().map(|_| ())
+    }
+
+    /// The join token, from `cluster.join_token` or the first line of `cluster.join_token_file`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the file cannot be read or is empty.
+    pub fn join_token(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.cluster.join_token.as_ref(),
+            self.cluster.join_token_file.as_ref(),
+            "join token",
+        )
+    }
+
+    /// The first administrator's password, from `admin_password` or `admin_password_file`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the file cannot be read or is empty.
+    pub fn admin_password(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.admin_password.as_ref(),
+            self.admin_password_file.as_ref(),
+            "admin password",
+        )
     }
 
     /// The blob storage this configuration names.
@@ -198,6 +269,33 @@ impl Config {
             ))),
         }
     }
+}
+
+/// A secret given inline or as the first line of a file; empty is refused.
+fn secret(
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+    what: &str,
+) -> Result<Option<String>, ConfigError> {
+    let value = match (inline, file) {
+        (Some(v), _) => v.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "cannot read the {what} file {}: {e}",
+                    path.display()
+                ))
+            })?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    if value.trim().is_empty() {
+        return Err(ConfigError::Invalid(format!("the {what} is empty")));
+    }
+    Ok(Some(value.trim().to_owned()))
 }
 
 #[cfg(test)]

@@ -1,18 +1,23 @@
-//! Starting and stopping a replica: bind, open storage and the metadata node, serve until
-//! told to stop, then drain in-flight requests and stop Raft.
+//! Starting and stopping a replica: bind, open storage and the metadata node, serve, join
+//! the cluster or create it with its first administrator; serve until told to stop, then
+//! drain in-flight requests and stop Raft.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_raft::{MetaNode, NodeConfig};
+use berth_raft::network::RPC_PREFIX;
+use berth_raft::{JoinOutcome, MetaNode, NodeConfig, StartMode};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::app::App;
 use crate::config::{Config, ConfigError, StorageLocation};
-use crate::service::{Limits, Registry};
+use crate::metrics::Metrics;
+use crate::service::{AdminBootstrap, Limits, Registry};
 use crate::storage::{self, BlobStore, Layout, UploadStore};
 
 /// Why a replica could not start or stopped abnormally.
@@ -53,18 +58,41 @@ pub enum StartupError {
     Serve(std::io::Error),
 }
 
-/// A started replica, bound and ready to serve.
+/// What starting a replica found and did, for the binary to report.
 #[derive(Debug)]
-pub struct Server {
-    listener: TcpListener,
-    app: App,
-    meta: MetaNode,
-    grace: Duration,
+pub struct StartReport {
+    /// This replica's id.
+    pub replica_id: u64,
+    /// The id of its cluster.
+    pub cluster_id: String,
+    /// Set when this start joined a cluster: the id given and the replica count.
+    pub joined: Option<JoinOutcome>,
+    /// What became of the first administrator; `None` if the cluster could not be asked.
+    pub admin: Option<AdminBootstrap>,
+    /// Where a generated administrator password was written.
+    pub admin_password_file: Option<PathBuf>,
 }
 
+/// A started replica: serving HTTP (the API and the replica RPC), a member of its cluster.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    meta: MetaNode,
+    grace: Duration,
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<std::io::Result<()>>,
+    report: StartReport,
+}
+
+/// How long a start waits for the cluster to answer whether the administrator exists.
+const ADMIN_BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// File in the data directory that receives a generated administrator password.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
 impl Server {
-    /// Validates the configuration, binds, checks the data directory and storage, and
-    /// starts the metadata node.
+    /// Validates the configuration, binds, checks the data directory and storage, starts the
+    /// metadata node and serving; joins the cluster when asked to; creates the first
+    /// administrator of a new cluster.
     ///
     /// # Errors
     /// A [`StartupError`] that says which part failed and why.
@@ -84,6 +112,21 @@ impl Server {
             path: root.clone(),
             source: source.into(),
         })?;
+        let join_token = cfg.join_token()?;
+        let mode = match (&cfg.cluster.join, &join_token) {
+            (Some(url), Some(token)) => StartMode::Join {
+                url: url.clone(),
+                token: token.clone(),
+            },
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "joining a cluster needs a join token (--join-token or --join-token-file)"
+                        .into(),
+                )
+                .into())
+            }
+            (None, _) => StartMode::Create,
+        };
 
         let listener =
             TcpListener::bind(cfg.listen)
@@ -92,21 +135,24 @@ impl Server {
                     addr: cfg.listen,
                     source,
                 })?;
-        let bound = listener.local_addr().map_err(StartupError::Serve)?;
+        let addr = listener.local_addr().map_err(StartupError::Serve)?;
         let advertise_url = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"));
-        let meta = MetaNode::start(NodeConfig {
-            id: cfg.raft.node_id,
-            dir: cfg.data_dir.join("raft"),
-            advertise_url,
-            heartbeat_ms: cfg.raft.heartbeat_ms,
-            election_timeout_min_ms: cfg.raft.election_timeout_min_ms,
-            election_timeout_max_ms: cfg.raft.election_timeout_max_ms,
-            snapshot_after_logs: cfg.raft.snapshot_after_logs,
-            write_timeout_ms: cfg.raft.write_timeout_ms,
-        })
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let meta = MetaNode::start(
+            NodeConfig {
+                dir: cfg.data_dir.join("raft"),
+                advertise_url,
+                heartbeat_ms: cfg.raft.heartbeat_ms,
+                election_timeout_min_ms: cfg.raft.election_timeout_min_ms,
+                election_timeout_max_ms: cfg.raft.election_timeout_max_ms,
+                snapshot_after_logs: cfg.raft.snapshot_after_logs,
+                logs_kept_after_snapshot: cfg.raft.logs_kept_after_snapshot,
+                write_timeout_ms: cfg.raft.write_timeout_ms,
+            },
+            mode,
+        )
         .await?;
         let blobs = BlobStore::new(layout.clone());
         let uploads = UploadStore::new(layout.clone(), blobs.clone());
@@ -115,25 +161,75 @@ impl Server {
             max_page_entries: cfg.limits.max_page_entries,
         };
         let registry = Registry::new(meta.clone(), blobs, uploads, limits);
+        let app = App::new(registry.clone(), layout, Metrics::new());
+        let rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
+        let router = api::router(app, rpc);
+
+        // Serve before joining: the leader replicates to this replica while adding it.
+        let (stop, mut stopped) = watch::channel(false);
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let joined = match meta.finish_join().await {
+            Ok(joined) => joined,
+            Err(e) => {
+                let _ = stop.send(true);
+                let _ = meta.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        if let (None, Some(token)) = (&cfg.cluster.join, &join_token) {
+            // A token chosen by the operator for the replicas about to join this cluster.
+            if let Err(e) = meta.accept_join_token(token, None).await {
+                tracing::warn!(error = %e, "could not record the configured join token yet");
+            }
+        }
+        let admin = bootstrap_admin(&registry, cfg.admin_password()?).await;
+        let admin_password_file = match &admin {
+            Some(AdminBootstrap::Generated(password)) => {
+                let path = cfg.data_dir.join(ADMIN_PASSWORD_FILE);
+                write_private(&path, password).map_err(|source| StartupError::DataDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(path)
+            }
+            _ => None,
+        };
+        let report = StartReport {
+            replica_id: meta.status().id,
+            cluster_id: meta.cluster_id().to_owned(),
+            joined,
+            admin,
+            admin_password_file,
+        };
         Ok(Server {
-            listener,
-            app: App::new(registry, layout),
+            addr,
             meta,
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
+            stop,
+            serving,
+            report,
         })
     }
 
     /// The address the API is bound to.
-    ///
-    /// # Errors
-    /// Only if the socket is broken.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    /// This replica's id.
-    pub fn replica_id(&self) -> u64 {
-        self.meta.status().id
+    /// What the start found and did.
+    pub fn report(&self) -> &StartReport {
+        &self.report
+    }
+
+    /// How many replicas the cluster has, as this replica knows.
+    pub fn replica_count(&self) -> usize {
+        self.meta.member_count()
     }
 
     /// Serves until `shutdown` resolves, gives in-flight requests the grace period, then
@@ -145,27 +241,69 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let router = api::router(self.app).nest("/internal/raft", self.meta.rpc_router());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let serving = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let grace = self.grace;
-        let mut stopped = stop_rx.clone();
-        let deadline = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
+        let mut serving = self.serving;
+        let finished_early = tokio::select! {
+            () = shutdown => false,
+            res = &mut serving => {
+                flatten(res)?;
+                true
+            }
         };
-        tokio::select! {
-            res = serving => res.map_err(StartupError::Serve)?,
-            () = deadline => tracing::warn!("requests still running after the shutdown grace period; stopping anyway"),
+        if !finished_early {
+            let _ = self.stop.send(true);
+            match tokio::time::timeout(self.grace, &mut serving).await {
+                Ok(res) => flatten(res)?,
+                Err(_) => {
+                    tracing::warn!(
+                        "requests still running after the shutdown grace period; stopping anyway"
+                    );
+                    serving.abort();
+                }
+            }
         }
         if let Err(e) = self.meta.shutdown().await {
             tracing::warn!(error = %e, "metadata node did not stop cleanly");
         }
         Ok(())
     }
+}
+
+fn flatten(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), StartupError> {
+    match res {
+        Ok(r) => r.map_err(StartupError::Serve),
+        Err(e) => Err(StartupError::Serve(std::io::Error::other(e))),
+    }
+}
+
+/// Creates the first administrator of a new cluster, retrying (bounded) while the cluster
+/// elects its leader.
+async fn bootstrap_admin(registry: &Registry, password: Option<String>) -> Option<AdminBootstrap> {
+    let deadline = tokio::time::Instant::now() + ADMIN_BOOTSTRAP_TIMEOUT;
+    loop {
+        match registry.ensure_admin(password.clone()).await {
+            Ok(done) => return Some(done),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "waiting for the cluster to check the administrator");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check whether the administrator exists");
+                return None;
+            }
+        }
+    }
+}
+
+/// Writes `secret` to a new file only its owner can read.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
 }
 
 /// Creates `dir` if needed and proves it writable with a synced probe file.

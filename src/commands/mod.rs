@@ -1,5 +1,9 @@
-//! One module per `berth` command.
+//! One module per `berth` command; `admin_client` is how the cluster commands reach the
+//! admin API.
 
+mod admin_client;
+mod cluster;
+mod repair;
 mod serve;
 
 use crate::cli::Command;
@@ -11,5 +15,19 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args).await,
+        Command::JoinToken(args) => cluster::join_token(args).await,
+        Command::Replicas(args) => cluster::replicas(args).await,
+        Command::RemoveReplica(args) => cluster::remove_replica(args).await,
+        Command::EmergencyRepair(args) => repair::run(args).await,
     }
+}
+
+/// The advice Berth gives whenever the replica count changes.
+pub(crate) fn replica_count_advice(count: usize) -> Option<String> {
+    (count % 2 == 0).then(|| {
+        format!(
+            "warning: the cluster has {count} replicas; an odd number (3, 5 or 7) tolerates \
+             as many failures with one replica less"
+        )
+    })
 }

@@ -1,6 +1,7 @@
 //! `berth serve`: run a replica until SIGTERM or Ctrl-C.
 
 use anyhow::Context;
+use berth_registry::service::{AdminBootstrap, ADMIN_USER};
 use berth_registry::Server;
 
 use crate::cli::ServeArgs;
@@ -24,11 +25,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     logging::init(&cfg.log);
     let server = Server::start(&cfg).await?;
-    let addr = server.local_addr()?;
+    let addr = server.local_addr();
+    let report = server.report();
+    if let Some(joined) = &report.joined {
+        eprintln!(
+            "joined the cluster as replica {}; it has {} replicas",
+            joined.replica_id, joined.replicas
+        );
+        if let Some(advice) = super::replica_count_advice(joined.replicas) {
+            eprintln!("{advice}");
+        }
+    }
+    if let (Some(AdminBootstrap::Generated(password)), Some(file)) =
+        (&report.admin, &report.admin_password_file)
+    {
+        // Shown once; the file (mode 0600) keeps it for the operator.
+        eprintln!(
+            "created the administrator `{ADMIN_USER}` with the password {password} \
+             (also in {}, readable only by its owner)",
+            file.display()
+        );
+    }
     let ready = serde_json::json!({
         "event": "ready",
-        "replica_id": server.replica_id(),
         "http": addr.to_string(),
+        "replica_id": report.replica_id,
+        "cluster_id": report.cluster_id,
+        "replicas": server.replica_count(),
     });
     // The one line scripts and tests wait for (port 0 picks the port).
     #[allow(clippy::print_stdout)]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cluster;
 pub mod oci;
 
 use std::io::{BufRead, BufReader};
@@ -11,14 +12,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long a replica may take to print its readiness line.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a replica may take to print its readiness line (a join includes catching up).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The administrator password every test replica is started with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// A running (or stopped) `berth serve` process with its own data directory.
 pub struct Berth {
     child: Option<Child>,
     data: tempfile::TempDir,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
+    /// This replica's id, from its readiness line.
+    pub replica_id: u64,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The bound `127.0.0.1:PORT`.
@@ -34,18 +41,33 @@ impl Berth {
 
     /// Starts a replica with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_opts(extra, &[])
+    }
+
+    /// Starts a replica with extra `serve` flags and environment variables.
+    pub fn start_opts(extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut b = Self::new(extra, envs);
+        b.spawn("127.0.0.1:0");
+        b
+    }
+
+    /// A replica that is not started yet: [`try_spawn`](Self::try_spawn) starts it.
+    pub fn new(extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let log = data.path().join("stderr.log");
-        let mut b = Berth {
+        Berth {
             child: None,
             data,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            replica_id: 0,
             url: String::new(),
             addr: String::new(),
             log,
-        };
-        b.spawn("127.0.0.1:0");
-        b
+        }
     }
 
     /// The data directory.
@@ -59,6 +81,14 @@ impl Berth {
     }
 
     fn spawn(&mut self, listen: &str) {
+        if let Err(e) = self.try_spawn(listen) {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the process on `listen`; the error carries its log when it does not become
+    /// ready (it may have exited, e.g. on a refused join).
+    pub fn try_spawn(&mut self, listen: &str) -> Result<(), String> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,7 +101,9 @@ impl Berth {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,berth_raft=warn,openraft=warn")
+            .env("RUST_LOG", "info,openraft=off")
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -91,14 +123,20 @@ impl Berth {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("berth did not become ready; log:\n{}", self.log_text());
+                let _ = child.wait();
+                return Err(format!(
+                    "berth did not become ready; log:\n{}",
+                    self.log_text()
+                ));
             }
         };
         let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
         assert_eq!(ready["event"], "ready", "{line}");
         self.addr = ready["http"].as_str().expect("http address").to_owned();
         self.url = format!("http://{}", self.addr);
+        self.replica_id = ready["replica_id"].as_u64().expect("replica id");
         self.child = Some(child);
+        Ok(())
     }
 
     /// The process id, while running.
@@ -233,8 +271,19 @@ pub fn external_tool(tool: &str, probe: &[&str]) -> bool {
 
 /// Runs a command to completion within `timeout`, killing it past that; returns its output.
 pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> std::process::Output {
+    run_cmd_env(program, args, &[], timeout)
+}
+
+/// [`run_cmd`] with extra environment variables.
+pub fn run_cmd_env(
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> std::process::Output {
     let mut child = Command::new(program)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

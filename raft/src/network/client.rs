@@ -6,7 +6,8 @@
 //! [`RPCError::Unreachable`], which makes openraft back off; errors openraft itself returned on
 //! the peer come back as [`RPCError::RemoteError`].
 //!
-//! TODO(#5): authenticate to peers (the cluster's credentials) once the server checks them.
+//! Every request of a member carries the cluster key in [`CLUSTER_KEY_HEADER`]; only the
+//! admission request of a replica that is not a member yet goes without it.
 
 use std::error::Error;
 use std::fmt;
@@ -25,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::command::{MetaCommand, MetaResponse};
-use crate::network::RPC_PREFIX;
+use crate::error::MetaError;
+use crate::network::{CLUSTER_KEY_HEADER, RPC_PREFIX};
 use crate::types::{LogId, NodeId, TypeConfig};
 
 /// Builds [`HttpNetwork`]s that share one HTTP client (and its connection pool).
@@ -47,6 +49,8 @@ pub struct HttpNetwork {
     http: reqwest::Client,
     target: NodeId,
     node: BasicNode,
+    /// Whether the last call got through, so that only changes are logged.
+    reachable: bool,
 }
 
 /// A transport failure: the peer did not give an answer openraft could read.
@@ -82,6 +86,28 @@ impl TransportError {
     pub(crate) fn is_connect(&self) -> bool {
         matches!(self, TransportError::Http(e) if e.is_connect())
     }
+}
+
+/// The HTTP client of a member: every request presents the cluster key.
+pub(crate) fn member_client(cluster_key: &str) -> Result<reqwest::Client, MetaError> {
+    let mut key = reqwest::header::HeaderValue::from_str(cluster_key)
+        .map_err(|e| MetaError::Config(format!("cluster key: {e}")))?;
+    key.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(
+        reqwest::header::HeaderName::from_static(CLUSTER_KEY_HEADER),
+        key,
+    )]);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| MetaError::Config(format!("http client: {e}")))
+}
+
+/// The HTTP client of a replica that is not a member yet (admission only).
+pub(crate) fn plain_client() -> Result<reqwest::Client, MetaError> {
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| MetaError::Config(format!("http client: {e}")))
 }
 
 fn rpc_url(addr: &str, name: &str) -> String {
@@ -137,7 +163,7 @@ pub(crate) async fn read_index(
 
 impl HttpNetwork {
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         name: &str,
         req: &Req,
         option: &RPCOption,
@@ -155,7 +181,17 @@ impl HttpNetwork {
             Some(option.hard_ttl()),
         )
         .await
-        .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        .map_err(|e| {
+            if self.reachable {
+                tracing::warn!(replica = self.target, addr = %self.node.addr, error = %e, "replica unreachable");
+                self.reachable = false;
+            }
+            RPCError::Unreachable(Unreachable::new(&e))
+        })?;
+        if !self.reachable {
+            tracing::info!(replica = self.target, addr = %self.node.addr, "replica reachable again");
+            self.reachable = true;
+        }
         answer.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
@@ -174,6 +210,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
             http: self.http.clone(),
             target,
             node: node.clone(),
+            reachable: true,
         }
     }
 }

@@ -11,8 +11,12 @@
 //! | `snapshot`    | `InstallSnapshotRequest` (one chunk) | `Result<InstallSnapshotResponse, RaftError>`  |
 //! | `forward`     | `MetaCommand`                        | `Result<MetaResponse, RaftError<ClientWriteError>>` |
 //! | `read-index`  | `null`                               | `Result<Option<LogId>, RaftError<CheckIsLeaderError>>` |
+//! | `status`      | `null`                               | `NodeStatus`                                  |
+//! | `membership`  | `MembershipCall` (add or remove)     | `Result<usize, MembershipError>`              |
+//! | `join`        | `AdmissionRequest` (token, address)  | `Result<Identity, MembershipError>`           |
 //!
-//! No authentication yet (TODO(#5)): see [`server`].
+//! Authentication: every route but `join` needs the cluster key in [`CLUSTER_KEY_HEADER`]
+//! (else 401); `join` needs a valid join token in its body.
 
 pub mod client;
 pub mod server;
@@ -24,6 +28,9 @@ pub const RPC_BODY_LIMIT_BYTES: usize = 512 * 1024 * 1024;
 /// Entries per append RPC, so that an append of large manifests stays under
 /// [`RPC_BODY_LIMIT_BYTES`].
 pub const MAX_PAYLOAD_ENTRIES: u64 = 64;
+
+/// The header in which members present the cluster key.
+pub const CLUSTER_KEY_HEADER: &str = "x-berth-cluster-key";
 
 /// The prefix under which the binary mounts [`server::router`], and under which the client
 /// calls peers.

@@ -15,18 +15,18 @@ use super::support::{digest, link, repo, tag, Put};
 use crate::network::client::{self, HttpNetworkFactory};
 use crate::{
     LogStore, MetaCommand, MetaError, MetaNode, MetaResponse, NodeConfig, Raft, Rejection, Role,
-    StateMachineStore, Vote,
+    StartMode, StateMachineStore, Vote,
 };
 
 fn config(dir: &Path, write_timeout_ms: u64) -> NodeConfig {
     NodeConfig {
-        id: 1,
         dir: dir.to_path_buf(),
         advertise_url: "http://127.0.0.1:9".to_owned(),
         heartbeat_ms: 50,
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         snapshot_after_logs: 5,
+        logs_kept_after_snapshot: 0,
         write_timeout_ms,
     }
 }
@@ -43,7 +43,9 @@ async fn until_leader(node: &MetaNode) {
 #[tokio::test]
 async fn a_single_node_commits_reads_and_recovers_everything_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let node = MetaNode::start(config(dir.path(), 10_000)).await.unwrap();
+    let node = MetaNode::start(config(dir.path(), 10_000), StartMode::Create)
+        .await
+        .unwrap();
 
     // Proposed right away: propose waits for the election instead of failing.
     assert_eq!(
@@ -96,7 +98,9 @@ async fn a_single_node_commits_reads_and_recovers_everything_after_restart() {
     ));
     drop(node);
 
-    let node = MetaNode::start(config(dir.path(), 10_000)).await.unwrap();
+    let node = MetaNode::start(config(dir.path(), 10_000), StartMode::Create)
+        .await
+        .unwrap();
     let r = node.reader();
     // Local reads work at once, before any election.
     assert_eq!(
@@ -160,7 +164,9 @@ async fn without_a_quorum_propose_and_read_barrier_are_unavailable_within_the_ti
         raft.shutdown().await.unwrap();
     }
 
-    let node = MetaNode::start(config(dir.path(), 1_000)).await.unwrap();
+    let node = MetaNode::start(config(dir.path(), 1_000), StartMode::Create)
+        .await
+        .unwrap();
     let started = Instant::now();
     assert!(matches!(
         node.propose(link("app", 1)).await,
@@ -183,15 +189,27 @@ async fn without_a_quorum_propose_and_read_barrier_are_unavailable_within_the_ti
 #[tokio::test]
 async fn the_rpc_router_answers_forwarded_writes_read_index_votes_and_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let node = MetaNode::start(config(dir.path(), 10_000)).await.unwrap();
+    let node = MetaNode::start(config(dir.path(), 10_000), StartMode::Create)
+        .await
+        .unwrap();
     until_leader(&node).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().nest("/internal/raft", node.rpc_router());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::new();
+    // Without the cluster key nothing gets through, not even a status request.
+    let stranger = reqwest::Client::new();
+    let refused = client::forward_write(&stranger, &addr, &link("app", 1)).await;
+    assert!(
+        matches!(refused, Err(client::TransportError::Status(s)) if s == reqwest::StatusCode::UNAUTHORIZED),
+        "{refused:?}"
+    );
+    let wrong_key = client::member_client("not-the-key").unwrap();
+    assert!(client::read_index(&wrong_key, &addr).await.is_err());
+    assert!(!node.reader().repository_exists(&repo("app")).await.unwrap());
 
+    let http = client::member_client(&node.identity().cluster_key).unwrap();
     let written = client::forward_write(&http, &addr, &link("app", 1))
         .await
         .unwrap();

@@ -6,11 +6,14 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_RANGE, RETRY_AFTER};
+use axum::http::header::{
+    HeaderName, HeaderValue, ALLOW, CONTENT_RANGE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_oci::ErrorCode;
+use berth_raft::MembershipError;
 use serde_json::{json, Value};
 
 use super::route::RouteError;
@@ -142,9 +145,38 @@ impl From<service::Error> for ApiError {
                 .message("the request body ended early")
                 .with_cause(cause),
             E::Unavailable => ApiError::new(ErrorCode::Unavailable).header(RETRY_AFTER, "1"),
+            E::Unauthenticated => ApiError::new(ErrorCode::Unauthorized)
+                .header(WWW_AUTHENTICATE, r#"Basic realm="berth""#),
+            E::Denied => ApiError::new(ErrorCode::Denied),
+            E::Membership(e) => membership_error(e),
+            E::InvalidRequest(why) => ApiError::new(ErrorCode::Unsupported)
+                .status(StatusCode::BAD_REQUEST)
+                .message(why),
             E::Storage(cause) => ApiError::internal(cause),
             E::Meta(cause) => ApiError::internal(cause),
         }
+    }
+}
+
+/// Membership refusals: the replica asked about is absent (404), the change would break the
+/// cluster (409), the cluster cannot decide now (503), or the join token is bad (401).
+fn membership_error(e: MembershipError) -> ApiError {
+    use MembershipError as M;
+    let message = e.to_string();
+    match e {
+        M::NotMember(id) => ApiError::new(ErrorCode::Unsupported)
+            .status(StatusCode::NOT_FOUND)
+            .message(message)
+            .detail(json!({ "replica_id": id })),
+        M::LastVoter(id) | M::Retired(id) => ApiError::new(ErrorCode::Denied)
+            .status(StatusCode::CONFLICT)
+            .message(message)
+            .detail(json!({ "replica_id": id })),
+        M::NoLeader | M::Busy | M::CatchUpTimeout(_) => ApiError::new(ErrorCode::Unavailable)
+            .message(message)
+            .header(RETRY_AFTER, "1"),
+        M::InvalidJoinToken => ApiError::new(ErrorCode::Unauthorized).message(message),
+        M::Failed(_) => ApiError::internal(e),
     }
 }
 
@@ -306,6 +338,52 @@ mod tests {
             ),
             (service::Error::Unavailable, ErrorCode::Unavailable, 503),
             (
+                service::Error::Unauthenticated,
+                ErrorCode::Unauthorized,
+                401,
+            ),
+            (service::Error::Denied, ErrorCode::Denied, 403),
+            (
+                service::Error::InvalidRequest("x".into()),
+                ErrorCode::Unsupported,
+                400,
+            ),
+            (
+                service::Error::Membership(MembershipError::NotMember(4)),
+                ErrorCode::Unsupported,
+                404,
+            ),
+            (
+                service::Error::Membership(MembershipError::LastVoter(1)),
+                ErrorCode::Denied,
+                409,
+            ),
+            (
+                service::Error::Membership(MembershipError::NoLeader),
+                ErrorCode::Unavailable,
+                503,
+            ),
+            (
+                service::Error::Membership(MembershipError::Busy),
+                ErrorCode::Unavailable,
+                503,
+            ),
+            (
+                service::Error::Membership(MembershipError::CatchUpTimeout(1)),
+                ErrorCode::Unavailable,
+                503,
+            ),
+            (
+                service::Error::Membership(MembershipError::InvalidJoinToken),
+                ErrorCode::Unauthorized,
+                401,
+            ),
+            (
+                service::Error::Membership(MembershipError::Failed("x".into())),
+                ErrorCode::Unknown,
+                500,
+            ),
+            (
                 service::Error::Storage(storage::Error::Io(io())),
                 ErrorCode::Unknown,
                 500,
@@ -341,6 +419,15 @@ mod tests {
         let api = ApiError::from(RequestError::MethodNotAllowed { allow: "GET, HEAD" });
         assert_eq!(api.http_status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(api.header_value(&ALLOW).unwrap(), "GET, HEAD");
+    }
+
+    #[test]
+    fn unauthenticated_admin_requests_are_challenged_for_basic_auth() {
+        let api = ApiError::from(service::Error::Unauthenticated);
+        assert_eq!(
+            api.header_value(&WWW_AUTHENTICATE).unwrap(),
+            r#"Basic realm="berth""#
+        );
     }
 
     #[test]

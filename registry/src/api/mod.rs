@@ -1,9 +1,12 @@
-//! Every HTTP route of the registry: the OCI `/v2/` API and `/health`.
+//! Every HTTP route of the registry: the OCI `/v2/` API, the admin API under `/api/v0/`,
+//! `/health`, `/_ping` and `/metrics`. (The replica RPC is the `raft` crate's, mounted by the
+//! server under `/internal/raft`.)
 //!
 //! One catch-all route parses the path into a [`Route`]; [`dispatch`] matches
 //! `(method, route)` and calls exactly one handler. Handlers do HTTP only and call one
 //! service method each; errors become responses in `error.rs` and nowhere else.
 
+mod admin;
 mod blob;
 pub mod error;
 mod health;
@@ -22,14 +25,15 @@ use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::App;
+use crate::metrics::RouteLabel;
 use error::{ApiError, InternalCause, RequestError};
 use route::Route;
 
 /// `Docker-Distribution-API-Version`, on every `/v2/` response, errors included.
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
-/// The registry's public routes.
-pub fn router(app: App) -> Router {
+/// The registry's routes, with `extra` (the replica RPC) merged in, all measured.
+pub fn router(app: App, extra: Router) -> Router {
     let v2 = Router::new()
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
@@ -38,28 +42,43 @@ pub fn router(app: App) -> Router {
             API_VERSION,
             HeaderValue::from_static("registry/2.0"),
         ));
+    let metrics = app.metrics().clone();
     Router::new()
         .merge(v2)
+        .nest("/api/v0", admin::router(app.clone()))
         .route("/health", get(health::health))
         .route("/_ping", get(health::health))
+        .route("/metrics", get(health::metrics))
         .layer(middleware::from_fn(log_errors))
         .with_state(app)
+        .merge(extra)
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::record,
+        ))
 }
 
 /// Routes one `/v2/` request.
 async fn dispatch(State(app): State<App>, req: Request) -> Response {
-    match handle(&app, req).await {
+    let route = if req.uri().path() == "/v2" {
+        Ok(Route::Base)
+    } else {
+        Route::parse(req.uri().path())
+    };
+    let route = match route {
+        Ok(route) => route,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let label = RouteLabel(route.name());
+    let mut res = match handle(&app, route, req).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
-    }
+    };
+    res.extensions_mut().insert(label);
+    res
 }
 
-async fn handle(app: &App, req: Request) -> Result<Response, ApiError> {
-    let route = if req.uri().path() == "/v2" {
-        Route::Base
-    } else {
-        Route::parse(req.uri().path())?
-    };
+async fn handle(app: &App, route: Route, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let registry = app.registry();
     let method = parts.method;

@@ -119,7 +119,7 @@ impl Registry {
             MetaResponse::Rejected(Rejection::BlobUnknown) => {
                 Err(Error::BlobUnknown(digest.clone()))
             }
-            MetaResponse::Rejected(other) => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -138,16 +138,16 @@ impl Registry {
         };
         match self.meta.propose(cmd).await? {
             MetaResponse::Ok => Ok(()),
-            MetaResponse::Rejected(other) => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 }
 
-/// A refusal the state machine should never give for this command: a bug, reported as an
+/// An answer the state machine should never give for this command: a bug, reported as an
 /// internal error rather than a wrong status.
-pub(super) fn unexpected(rejection: Rejection) -> Error {
+pub(super) fn unexpected(response: &MetaResponse) -> Error {
     Error::Meta(berth_raft::MetaError::Raft(format!(
-        "unexpected rejection: {rejection:?}"
+        "unexpected answer: {response:?}"
     )))
 }
 

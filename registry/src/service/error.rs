@@ -2,7 +2,7 @@
 //! variant to the spec's error code and status, exhaustively.
 
 use berth_oci::{Digest, RepoName};
-use berth_raft::MetaError;
+use berth_raft::{MembershipError, MetaError};
 
 use crate::storage;
 
@@ -65,6 +65,18 @@ pub enum Error {
     /// No leader or no quorum: try again shortly.
     #[error("the metadata cluster is unavailable")]
     Unavailable,
+    /// The request needs credentials and has none, or wrong ones.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The credentials are good but do not allow this.
+    #[error("access denied")]
+    Denied,
+    /// A membership change was refused.
+    #[error(transparent)]
+    Membership(MembershipError),
+    /// An admin request's body or parameters are malformed.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// Blob storage failed.
     #[error("storage: {0}")]
     Storage(#[source] storage::Error),
@@ -91,6 +103,7 @@ impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::Unavailable => Self::Unavailable,
+            MetaError::Membership(e) => Self::Membership(e),
             other => Self::Meta(other),
         }
     }

@@ -89,7 +89,7 @@ impl Registry {
             MetaResponse::Rejected(Rejection::MissingReferences { blobs, manifests }) => Err(
                 Error::ManifestBlobUnknown(blobs.into_iter().chain(manifests).collect()),
             ),
-            MetaResponse::Rejected(other) => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 
@@ -138,7 +138,7 @@ impl Registry {
             MetaResponse::Rejected(Rejection::ManifestUnknown | Rejection::TagUnknown) => {
                 Err(Error::ManifestUnknown(reference.to_string()))
             }
-            MetaResponse::Rejected(other) => Err(unexpected(other)),
+            other => Err(unexpected(&other)),
         }
     }
 

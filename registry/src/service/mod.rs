@@ -4,7 +4,9 @@
 //! No axum or HTTP types here: bodies arrive as byte streams and results are plain values;
 //! `crate::api` turns them into responses.
 
+mod access;
 mod blob;
+mod cluster;
 mod error;
 mod listing;
 mod manifest;
@@ -16,6 +18,7 @@ use berth_raft::MetaNode;
 
 use crate::storage::{BlobStore, UploadStore};
 
+pub use access::{AdminBootstrap, ADMIN_USER};
 pub use blob::{BlobRange, BlobStat};
 pub use error::Error;
 pub use listing::{Page, Referrers};

@@ -1,0 +1,6 @@
+//! Berth's identity and access decisions. Stores nothing: the registry hands it the data
+//! (users, grants, keys) it decides from (ARCHITECTURE.md).
+//!
+//! - [`password`]: argon2id hashing and verification, random passwords.
+
+pub mod password;
