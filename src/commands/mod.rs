@@ -24,7 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 /// The advice Berth gives whenever the replica count changes.
 pub(crate) fn replica_count_advice(count: usize) -> Option<String> {
-    (count % 2 == 0).then(|| {
+    count.is_multiple_of(2).then(|| {
         format!(
             "warning: the cluster has {count} replicas; an odd number (3, 5 or 7) tolerates \
              as many failures with one replica less"
