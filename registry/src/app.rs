@@ -1,19 +1,19 @@
 //! The state every handler shares: the registry services and what health checks need.
 
 use crate::service::Registry;
-use crate::storage::Layout;
+use crate::storage::Storage;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone, Debug)]
 pub struct App {
     registry: Registry,
-    layout: Layout,
+    storage: Storage,
 }
 
 impl App {
-    /// State over the services and the storage layout.
-    pub fn new(registry: Registry, layout: Layout) -> Self {
-        Self { registry, layout }
+    /// State over the services and the blob storage.
+    pub fn new(registry: Registry, storage: Storage) -> Self {
+        Self { registry, storage }
     }
 
     /// The registry services.
@@ -21,11 +21,8 @@ impl App {
         &self.registry
     }
 
-    /// Whether blob storage answers (its root can be listed).
+    /// Whether blob storage answers.
     pub async fn storage_reachable(&self) -> bool {
-        tokio::fs::metadata(self.layout.root().join("blobs"))
-            .await
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
+        self.storage.reachable().await
     }
 }

@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::app::App;
-use crate::config::{Config, ConfigError, StorageLocation};
+use crate::config::{Config, ConfigError};
 use crate::service::{Limits, Registry};
-use crate::storage::{self, BlobStore, Layout, UploadStore};
+use crate::storage::{self, Storage};
 
 /// Why a replica could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,10 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// Blob storage failed its start-up check.
-    #[error("blob storage at {path} is not usable: {source}")]
+    #[error("blob storage at {location} is not usable: {source}")]
     Storage {
-        /// The storage root.
-        path: PathBuf,
+        /// The storage URL.
+        location: String,
         /// Why.
         source: storage::Error,
     },
@@ -74,16 +74,13 @@ impl Server {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let StorageLocation::Directory(root) = cfg.storage()?;
-        let layout = Layout::new(&root);
-        storage::prepare(&layout).map_err(|source| StartupError::Storage {
-            path: root.clone(),
-            source,
-        })?;
-        check_writable(&root).map_err(|source| StartupError::Storage {
-            path: root.clone(),
-            source: source.into(),
-        })?;
+        let location = cfg.storage()?;
+        let storage = Storage::open(&location)
+            .await
+            .map_err(|source| StartupError::Storage {
+                location: location.to_string(),
+                source,
+            })?;
 
         let listener =
             TcpListener::bind(cfg.listen)
@@ -108,8 +105,8 @@ impl Server {
             write_timeout_ms: cfg.raft.write_timeout_ms,
         })
         .await?;
-        let blobs = BlobStore::new(layout.clone());
-        let uploads = UploadStore::new(layout.clone(), blobs.clone());
+        let blobs = storage.blobs().clone();
+        let uploads = storage.uploads().clone();
         let limits = Limits {
             max_manifest_bytes: cfg.limits.max_manifest_bytes,
             max_page_entries: cfg.limits.max_page_entries,
@@ -117,7 +114,7 @@ impl Server {
         let registry = Registry::new(meta.clone(), blobs, uploads, limits);
         Ok(Server {
             listener,
-            app: App::new(registry, layout),
+            app: App::new(registry, storage),
             meta,
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
         })
