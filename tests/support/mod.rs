@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod moto;
 pub mod oci;
 
 use std::io::{BufRead, BufReader};
@@ -19,6 +20,7 @@ pub struct Berth {
     child: Option<Child>,
     data: tempfile::TempDir,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The bound `127.0.0.1:PORT`.
@@ -34,12 +36,18 @@ impl Berth {
 
     /// Starts a replica with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts a replica with extra `serve` flags and environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(String, String)]) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let log = data.path().join("stderr.log");
         let mut b = Berth {
             child: None,
             data,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             url: String::new(),
             addr: String::new(),
             log,
@@ -72,6 +80,7 @@ impl Berth {
             .arg(self.data_dir())
             .args(&self.extra_args)
             .env("RUST_LOG", "info,berth_raft=warn,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -233,8 +242,19 @@ pub fn external_tool(tool: &str, probe: &[&str]) -> bool {
 
 /// Runs a command to completion within `timeout`, killing it past that; returns its output.
 pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd_with(cmd, timeout)
+}
+
+/// [`run_cmd`] of a prepared command (arguments, variables, directory).
+pub fn run_cmd_with(mut cmd: Command, timeout: Duration) -> std::process::Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
