@@ -2,7 +2,7 @@
 //! streamed, hashed and synced, then verified and committed as a blob.
 
 use berth_oci::{Digest, RepoName};
-use berth_registry::storage::{BlobStore, Layout, UploadStore};
+use berth_registry::storage::Storage;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -24,10 +24,8 @@ fn chunked_upload(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let layout = Layout::new(dir.path());
-                std::fs::create_dir_all(layout.uploads()).unwrap();
-                let blobs = BlobStore::new(layout.clone());
-                let uploads = UploadStore::new(layout, blobs);
+                let storage = Storage::directory(dir.path()).unwrap();
+                let uploads = storage.uploads();
                 let (id, _) = uploads.start(&repo, 0).await.unwrap();
                 for (i, chunk) in data.chunks(CHUNK).enumerate() {
                     // Request bodies arrive in frames of 64 KiB or so.

@@ -24,7 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "admin_password_file",
 ];
 /// Sections that `BERTH_<SECTION>__<FIELD>` may set.
-const ENV_SECTIONS: &[&str] = &["raft", "cluster", "limits", "log"];
+const ENV_SECTIONS: &[&str] = &["raft", "cluster", "limits", "log", "storage"];
 
 /// The effective configuration of `berth serve`.
 ///
@@ -115,6 +115,33 @@ mod tests {
             assert_eq!(cfg.data_dir, Path::new("/from-env"));
             assert_eq!(cfg.raft.heartbeat_ms, 100);
             assert_eq!(cfg.storage_dir.as_deref(), Some(Path::new("/from-flag")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn s3_options_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "b.toml",
+                "storage_url = \"s3://bucket/berth\"\n\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n",
+            )?;
+            jail.set_env("BERTH_STORAGE__S3__REGION", "eu-west-1");
+            jail.set_env("BERTH_STORAGE__S3__MAX_RETRIES", "2");
+            let args = ServeArgs {
+                config: Some("b.toml".into()),
+                ..ServeArgs::default()
+            };
+            let cfg = load(&args).map_err(|e| e.to_string())?;
+            let s3 = &cfg.storage.s3;
+            assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            assert_eq!(s3.allow_http, Some(true));
+            assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+            assert_eq!(s3.max_retries, Some(2));
+            assert_eq!(
+                cfg.storage().map_err(|e| e.to_string())?.to_string(),
+                "s3://bucket/berth"
+            );
             Ok(())
         });
     }

@@ -2,22 +2,22 @@
 
 use crate::metrics::Metrics;
 use crate::service::Registry;
-use crate::storage::Layout;
+use crate::storage::Storage;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone, Debug)]
 pub struct App {
     registry: Registry,
-    layout: Layout,
+    storage: Storage,
     metrics: Metrics,
 }
 
 impl App {
-    /// State over the services and the storage layout.
-    pub fn new(registry: Registry, layout: Layout, metrics: Metrics) -> Self {
+    /// State over the services, the blob storage and the metrics.
+    pub fn new(registry: Registry, storage: Storage, metrics: Metrics) -> Self {
         Self {
             registry,
-            layout,
+            storage,
             metrics,
         }
     }
@@ -32,11 +32,8 @@ impl App {
         &self.registry
     }
 
-    /// Whether blob storage answers (its root can be listed).
+    /// Whether blob storage answers.
     pub async fn storage_reachable(&self) -> bool {
-        tokio::fs::metadata(self.layout.root().join("blobs"))
-            .await
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
+        self.storage.reachable().await
     }
 }

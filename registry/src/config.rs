@@ -14,10 +14,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the replica keeps its metadata. Default `./berth-data`.
     pub data_dir: PathBuf,
-    /// Blob storage as a URL: `file:///dir`. Default: `file://<data_dir>/storage`.
+    /// Blob storage as a URL: `file:///dir` or `s3://bucket/prefix`.
+    /// Default: `file://<data_dir>/storage`.
     pub storage_url: Option<String>,
     /// Short for `storage_url = file:///DIR`.
     pub storage_dir: Option<PathBuf>,
+    /// Options of storage backends (`[storage.s3]`).
+    pub storage: StorageConfig,
     /// The URL other replicas use to reach this one. Default: `http://<bound address>`.
     pub advertise: Option<String>,
     /// Raft timings and log compaction.
@@ -101,6 +104,44 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// Options of storage backends other than a directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `s3://` storage: these win over the `AWS_...` variables object_store reads.
+    pub s3: S3Config,
+}
+
+/// Options of `s3://` storage (AWS S3 or an S3-compatible service). Each unset option falls
+/// back to the `AWS_...` variable named, then to object_store's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Region, e.g. `eu-west-1` (`AWS_REGION`, `AWS_DEFAULT_REGION`; else `us-east-1`).
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible service, e.g. `http://minio:9000` (`AWS_ENDPOINT`;
+    /// else AWS).
+    pub endpoint: Option<String>,
+    /// `true`: address the bucket as `https://bucket.host/`; `false`: path style,
+    /// `https://host/bucket/` (`AWS_VIRTUAL_HOSTED_STYLE_REQUEST`; else path style).
+    pub virtual_hosted_style: Option<bool>,
+    /// Allow plain `http://` endpoints, for tests (`AWS_ALLOW_HTTP`; else false).
+    pub allow_http: Option<bool>,
+    /// Access key id (`AWS_ACCESS_KEY_ID`; else the instance or container role).
+    pub access_key_id: Option<String>,
+    /// A file holding the secret access key; the key itself never goes in the
+    /// configuration (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding a session token (`AWS_SESSION_TOKEN`).
+    pub session_token_file: Option<PathBuf>,
+    /// Bytes per multipart upload part, 5 MiB to 5 GiB. Default 8 MiB.
+    pub part_size_bytes: Option<usize>,
+    /// Retries of a failed request. Default 10.
+    pub max_retries: Option<usize>,
+    /// No retry starts later than this after the first attempt, ms. Default 180000.
+    pub retry_timeout_ms: Option<u64>,
+}
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +159,7 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             storage_url: None,
             storage_dir: None,
+            storage: StorageConfig::default(),
             advertise: None,
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
@@ -175,6 +217,62 @@ pub enum ConfigError {
 pub enum StorageLocation {
     /// A directory on local disk or an NFS mount.
     Directory(PathBuf),
+    /// An S3 bucket (AWS or S3-compatible), under a key prefix (empty: the bucket's root).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix without leading or trailing `/`.
+        prefix: String,
+        /// Region, endpoint, credentials and retries.
+        options: S3Config,
+    },
+}
+
+impl std::fmt::Display for StorageLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Directory(dir) => write!(f, "file://{}", dir.display()),
+            Self::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// `s3://bucket[/prefix]` split and checked.
+fn parse_s3(url: &str, rest: &str, options: &S3Config) -> Result<StorageLocation, ConfigError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = !bucket.is_empty()
+        && bucket.len() <= 255
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !bucket_ok {
+        return Err(ConfigError::Invalid(format!(
+            "storage_url {url}: expected s3://bucket/prefix with a valid bucket name"
+        )));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix_ok = prefix.is_empty()
+        || (prefix
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+            && object_store::path::Path::parse(prefix).is_ok());
+    if !prefix_ok {
+        return Err(ConfigError::Invalid(format!(
+            "storage_url {url}: the key prefix must be /-separated names, without empty, . or .. parts"
+        )));
+    }
+    if let Some(part) = options.part_size_bytes {
+        if !(5 << 20..=5 << 30).contains(&part) {
+            return Err(ConfigError::Invalid(
+                "storage.s3.part_size_bytes must be between 5 MiB and 5 GiB".into(),
+            ));
+        }
+    }
+    Ok(StorageLocation::S3 {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        options: options.clone(),
+    })
 }
 
 impl Config {
@@ -264,8 +362,12 @@ impl Config {
             Some(("file", _)) => Err(ConfigError::Invalid(format!(
                 "storage_url {url}: a file URL needs an absolute path (file:///dir)"
             ))),
+            Some(("s3", rest)) => parse_s3(url, rest, &self.storage.s3),
+            Some(("gs" | "az" | "azure" | "abfs" | "abfss", _)) => Err(ConfigError::Invalid(format!(
+                "storage_url {url}: Google Cloud Storage and Azure are not supported by this build; use s3:// (AWS or an S3-compatible service) or file:///dir"
+            ))),
             _ => Err(ConfigError::Invalid(format!(
-                "storage_url {url}: only file:/// directories are supported by this version"
+                "storage_url {url}: use file:///dir or s3://bucket/prefix"
             ))),
         }
     }
@@ -331,13 +433,65 @@ mod tests {
             cfg.storage().unwrap(),
             StorageLocation::Directory(PathBuf::from("/x"))
         );
-        for bad in ["file://relative", "ftp://x/y", "nonsense"] {
+        let cfg = Config {
+            storage_url: Some("s3://my-bucket/team/registry/".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            cfg.storage().unwrap(),
+            StorageLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "team/registry".into(),
+                options: S3Config::default(),
+            }
+        );
+        let cfg = Config {
+            storage_url: Some("s3://my-bucket".into()),
+            ..Config::default()
+        };
+        assert!(
+            matches!(cfg.storage().unwrap(), StorageLocation::S3 { prefix, .. } if prefix.is_empty())
+        );
+        for bad in [
+            "file://relative",
+            "ftp://x/y",
+            "nonsense",
+            "s3://",
+            "s3:///prefix",
+            "s3://bucket/a/../b",
+            "s3://bucket/a//b",
+            "s3://bu cket/x",
+        ] {
             let cfg = Config {
                 storage_url: Some(bad.into()),
                 ..Config::default()
             };
             assert!(cfg.validate().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn gcs_and_azure_urls_say_they_are_not_supported() {
+        for url in ["gs://bucket/x", "az://container/x"] {
+            let cfg = Config {
+                storage_url: Some(url.into()),
+                ..Config::default()
+            };
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("not supported by this build"), "{err}");
+        }
+    }
+
+    #[test]
+    fn s3_part_sizes_below_the_s3_minimum_are_refused() {
+        let mut cfg = Config {
+            storage_url: Some("s3://bucket".into()),
+            ..Config::default()
+        };
+        cfg.storage.s3.part_size_bytes = Some(1 << 20);
+        assert!(cfg.validate().is_err());
+        cfg.storage.s3.part_size_bytes = Some(16 << 20);
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -15,10 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::app::App;
-use crate::config::{Config, ConfigError, StorageLocation};
+use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::service::{AdminBootstrap, Limits, Registry};
-use crate::storage::{self, BlobStore, Layout, UploadStore};
+use crate::storage::{self, Storage};
 
 /// Why a replica could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,10 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// Blob storage failed its start-up check.
-    #[error("blob storage at {path} is not usable: {source}")]
+    #[error("blob storage at {location} is not usable: {source}")]
     Storage {
-        /// The storage root.
-        path: PathBuf,
+        /// The storage URL.
+        location: String,
         /// Why.
         source: storage::Error,
     },
@@ -102,16 +102,13 @@ impl Server {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let StorageLocation::Directory(root) = cfg.storage()?;
-        let layout = Layout::new(&root);
-        storage::prepare(&layout).map_err(|source| StartupError::Storage {
-            path: root.clone(),
-            source,
-        })?;
-        check_writable(&root).map_err(|source| StartupError::Storage {
-            path: root.clone(),
-            source: source.into(),
-        })?;
+        let location = cfg.storage()?;
+        let storage = Storage::open(&location)
+            .await
+            .map_err(|source| StartupError::Storage {
+                location: location.to_string(),
+                source,
+            })?;
         let join_token = cfg.join_token()?;
         let mode = match (&cfg.cluster.join, &join_token) {
             (Some(url), Some(token)) => StartMode::Join {
@@ -154,14 +151,14 @@ impl Server {
             mode,
         )
         .await?;
-        let blobs = BlobStore::new(layout.clone());
-        let uploads = UploadStore::new(layout.clone(), blobs.clone());
+        let blobs = storage.blobs().clone();
+        let uploads = storage.uploads().clone();
         let limits = Limits {
             max_manifest_bytes: cfg.limits.max_manifest_bytes,
             max_page_entries: cfg.limits.max_page_entries,
         };
         let registry = Registry::new(meta.clone(), blobs, uploads, limits);
-        let app = App::new(registry.clone(), layout, Metrics::new());
+        let app = App::new(registry.clone(), storage, Metrics::new());
         let rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
         let router = api::router(app, rpc);
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod cluster;
+pub mod moto;
 pub mod oci;
 
 use std::io::{BufRead, BufReader};
@@ -42,6 +43,12 @@ impl Berth {
     /// Starts a replica with extra `serve` flags.
     pub fn start_with(extra: &[&str]) -> Self {
         Self::start_opts(extra, &[])
+    }
+
+    /// Starts a replica with extra `serve` flags and environment variables (owned).
+    pub fn start_with_env(extra: &[&str], env: &[(String, String)]) -> Self {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_opts(extra, &env)
     }
 
     /// Starts a replica with extra `serve` flags and environment variables.
@@ -271,7 +278,9 @@ pub fn external_tool(tool: &str, probe: &[&str]) -> bool {
 
 /// Runs a command to completion within `timeout`, killing it past that; returns its output.
 pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> std::process::Output {
-    run_cmd_env(program, args, &[], timeout)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd_with(cmd, timeout)
 }
 
 /// [`run_cmd`] with extra environment variables.
@@ -281,9 +290,19 @@ pub fn run_cmd_env(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(envs.iter().copied())
+    let mut cmd = Command::new(program);
+    cmd.args(args).envs(envs.iter().copied());
+    run_cmd_with(cmd, timeout)
+}
+
+/// [`run_cmd`] of a prepared command (arguments, variables, directory).
+pub fn run_cmd_with(mut cmd: Command, timeout: Duration) -> std::process::Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -94,7 +94,9 @@ impl From<storage::Error> for Error {
             S::ChunkOutOfOrder { start, offset } => Self::ChunkOutOfOrder { start, offset },
             S::DigestMismatch { expected, .. } => Self::DigestMismatch { expected },
             S::Body(e) => Self::Body(e),
-            other @ (S::CorruptState(_) | S::Io(_)) => Self::Storage(other),
+            other @ (S::CorruptState(_) | S::Io(_) | S::ObjectStore(_) | S::Inconsistent(_)) => {
+                Self::Storage(other)
+            }
         }
     }
 }

@@ -1,35 +1,80 @@
-//! Verified blobs: stat, ranged reads, durable commit of a finished upload, delete.
-
-use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+//! Verified blobs: stat, ranged streamed reads, delete, listing (for garbage collection),
+//! on either backend. The backend is an enum rather than a trait object: uploads take
+//! generic body streams, and a match costs nothing on the hot path.
 
 use berth_oci::Digest;
 use bytes::Bytes;
-use futures::Stream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use futures::stream::BoxStream;
+use futures::{Stream, TryStreamExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
-use super::error::{Error, Result};
-use super::paths::Layout;
+use super::dir::DirBlobs;
+use super::error::Result;
+use super::object::ObjectBlobs;
 
-/// Read buffer for streaming a blob out: large enough that a pull is not bound by
+/// Read buffer for streaming a blob out of a file: large enough that a pull is not bound by
 /// per-chunk overhead, small enough that memory does not depend on the blob's size.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 
-/// Content-addressed blobs under the storage root.
+/// Content-addressed blobs in the configured storage.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
-    layout: Layout,
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Dir(DirBlobs),
+    Object(ObjectBlobs),
+}
+
+/// A blob found by [`BlobStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Its digest, from its key.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When storage last wrote it (ms since the epoch), if storage says.
+    pub modified_ms: Option<i64>,
 }
 
 /// An open blob (or a byte range of one), ready to stream.
-#[derive(Debug)]
 pub struct BlobReader {
-    file: tokio::fs::File,
     len: u64,
+    source: Source,
+}
+
+enum Source {
+    File(tokio::fs::File),
+    Object(BoxStream<'static, object_store::Result<Bytes>>),
+}
+
+impl std::fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.source {
+            Source::File(_) => "file",
+            Source::Object(_) => "object",
+        };
+        f.debug_struct("BlobReader")
+            .field("len", &self.len)
+            .field("source", &kind)
+            .finish()
+    }
 }
 
 impl BlobReader {
+    pub(super) fn object(
+        len: u64,
+        stream: BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> Self {
+        Self {
+            len,
+            source: Source::Object(stream),
+        }
+    }
+
     /// How many bytes the stream will yield.
     pub fn len(&self) -> u64 {
         self.len
@@ -42,25 +87,39 @@ impl BlobReader {
 
     /// The bytes, in bounded chunks.
     pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        ReaderStream::with_capacity(self.file.take(self.len), READ_CHUNK_BYTES)
+        match self.source {
+            Source::File(file) => futures::future::Either::Left(ReaderStream::with_capacity(
+                file.take(self.len),
+                READ_CHUNK_BYTES,
+            )),
+            Source::Object(stream) => {
+                futures::future::Either::Right(stream.map_err(std::io::Error::other))
+            }
+        }
     }
 }
 
 impl BlobStore {
-    /// Blobs under `layout`.
-    pub fn new(layout: Layout) -> Self {
-        Self { layout }
+    pub(super) fn dir(blobs: DirBlobs) -> Self {
+        Self {
+            backend: Backend::Dir(blobs),
+        }
+    }
+
+    pub(super) fn object(blobs: ObjectBlobs) -> Self {
+        Self {
+            backend: Backend::Object(blobs),
+        }
     }
 
     /// The size of a stored blob, or `None` when storage does not have it.
     ///
     /// # Errors
-    /// I/O failures other than "not found".
+    /// Storage failures other than "not found".
     pub async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        match tokio::fs::metadata(self.layout.blob(digest)).await {
-            Ok(meta) => Ok(Some(meta.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        match &self.backend {
+            Backend::Dir(b) => b.stat(digest).await,
+            Backend::Object(b) => b.stat(digest).await,
         }
     }
 
@@ -68,78 +127,34 @@ impl BlobStore {
     /// against the blob's size.
     ///
     /// # Errors
-    /// [`Error::BlobNotFound`] when the blob is gone, or I/O failures.
+    /// [`super::Error::BlobNotFound`] when the blob is gone, or storage failures.
     pub async fn open(&self, digest: &Digest, offset: u64, len: u64) -> Result<BlobReader> {
-        let mut file = match tokio::fs::File::open(self.layout.blob(digest)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::BlobNotFound(digest.clone()))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await?;
+        match &self.backend {
+            Backend::Dir(b) => Ok(BlobReader {
+                len,
+                source: Source::File(b.open(digest, offset).await?),
+            }),
+            Backend::Object(b) => b.open(digest, offset, len).await,
         }
-        Ok(BlobReader { file, len })
-    }
-
-    /// Moves a fully written and synced file into place as `digest`, durably: the rename
-    /// and the directory entry are synced before this returns. If the blob already exists
-    /// the file is simply removed (same digest, same bytes).
-    ///
-    /// # Errors
-    /// I/O failures; the source file is left in place on failure.
-    pub async fn commit_file(&self, source: PathBuf, digest: &Digest) -> Result<()> {
-        let target = self.layout.blob(digest);
-        tokio::task::spawn_blocking(move || commit_blocking(&source, &target))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 
     /// Removes a blob from storage; a blob already gone is not an error.
     ///
     /// # Errors
-    /// I/O failures other than "not found".
+    /// Storage failures other than "not found".
     pub async fn delete(&self, digest: &Digest) -> Result<()> {
-        match tokio::fs::remove_file(self.layout.blob(digest)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
+        match &self.backend {
+            Backend::Dir(b) => b.delete(digest).await,
+            Backend::Object(b) => b.delete(digest).await,
         }
     }
-}
 
-fn commit_blocking(source: &Path, target: &Path) -> Result<()> {
-    if target.exists() {
-        std::fs::remove_file(source)?;
-        return Ok(());
-    }
-    let parent = target
-        .parent()
-        .ok_or_else(|| Error::Io(std::io::Error::other("blob path has no parent")))?;
-    let created = ensure_dir(parent)?;
-    std::fs::rename(source, target)?;
-    sync_dir(parent)?;
-    if created {
-        // The new fan-out directory itself must be durable in its parent.
-        if let Some(grand) = parent.parent() {
-            sync_dir(grand)?;
+    /// Every blob in storage, in no particular order, streamed (for garbage collection and
+    /// consistency checks; storage may hold millions).
+    pub fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {
+        match &self.backend {
+            Backend::Dir(b) => b.list(),
+            Backend::Object(b) => b.list(),
         }
     }
-    Ok(())
-}
-
-/// Creates `dir` (and parents); returns whether it had to be created.
-fn ensure_dir(dir: &Path) -> Result<bool> {
-    if dir.is_dir() {
-        return Ok(false);
-    }
-    std::fs::create_dir_all(dir)?;
-    Ok(true)
-}
-
-/// fsync a directory so that entries created or renamed in it survive a crash.
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }

@@ -36,6 +36,13 @@ pub enum Error {
     /// The file system failed.
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store (S3) failed or refused a request.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// Storage answered, but not as storage must (a probe read back other bytes, an object
+    /// is not the size its state records).
+    #[error("storage is inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 /// Result with the storage [`Error`].

@@ -1,0 +1,452 @@
+//! The directory backend (local disk or an NFS mount shared by every replica), with direct
+//! file I/O rather than object_store's `LocalFileSystem`: an upload appends to one file
+//! from a writer thread, and every commit is write, fsync, rename, fsync the directory.
+//!
+//! `uploads/<id>/data` holds a session's bytes and `uploads/<id>/state.json` its state. The
+//! data file is synced before the state that counts its bytes is written, so a state never
+//! claims bytes that a crash could lose; bytes past the recorded offset (a request that died
+//! half way) are cut off by the next append.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use berth_oci::{Algorithm, Digest, DigestHasher, RepoName};
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+
+use super::blob::BlobEntry;
+use super::error::{Error, Result};
+use super::paths::Layout;
+use super::upload::{UploadId, UploadState};
+
+/// Bytes handed to the writer thread at a time: request bodies arrive in small frames,
+/// and coalescing them keeps channel and syscall overhead off the hot path.
+const WRITE_CHUNK_BYTES: usize = 512 * 1024;
+/// Chunks in flight between the request task and the writer thread; with the chunk size
+/// this bounds an upload's memory (about 4 MiB) whatever the blob's size.
+const WRITE_QUEUE_CHUNKS: usize = 8;
+
+/// Verified blobs in a directory.
+#[derive(Clone, Debug)]
+pub(super) struct DirBlobs {
+    layout: Layout,
+}
+
+impl DirBlobs {
+    pub(super) fn new(layout: Layout) -> Self {
+        Self { layout }
+    }
+
+    pub(super) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(super) async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.layout.blob(digest)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn open(&self, digest: &Digest, offset: u64) -> Result<tokio::fs::File> {
+        use tokio::io::AsyncSeekExt;
+        let mut file = match tokio::fs::File::open(self.layout.blob(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::BlobNotFound(digest.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await?;
+        }
+        Ok(file)
+    }
+
+    /// Moves a fully written and synced file into place as `digest`, durably: the rename
+    /// and the directory entry are synced before this returns. If the blob already exists
+    /// the file is simply removed (same digest, same bytes).
+    pub(super) async fn commit_file(&self, source: PathBuf, digest: &Digest) -> Result<()> {
+        let target = self.layout.blob(digest);
+        tokio::task::spawn_blocking(move || commit_blocking(&source, &target))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+
+    pub(super) async fn delete(&self, digest: &Digest) -> Result<()> {
+        match tokio::fs::remove_file(self.layout.blob(digest)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Walks `blobs/<alg>/<ab>/<hex>` on a blocking thread; names that are not digests
+    /// (a stray file) are skipped.
+    pub(super) fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {
+        let root = self.layout.blobs();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<BlobEntry>>(256);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = walk_blobs(&root, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
+    }
+}
+
+fn walk_blobs(root: &Path, tx: &tokio::sync::mpsc::Sender<Result<BlobEntry>>) -> Result<()> {
+    let algorithms = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for alg in algorithms {
+        let alg = alg?;
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        if !alg.file_type()?.is_dir() {
+            continue;
+        }
+        for fan in std::fs::read_dir(alg.path())? {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(fan.path())? {
+                let file = file?;
+                let name = file.file_name().to_string_lossy().into_owned();
+                let Ok(digest) = Digest::parse(&format!("{alg_name}:{name}")) else {
+                    tracing::debug!(path = %file.path().display(), "not a blob; skipped");
+                    continue;
+                };
+                let meta = match file.metadata() {
+                    Ok(meta) => meta,
+                    // Deleted while we walked.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let modified_ms = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_millis()).ok());
+                let entry = BlobEntry {
+                    digest,
+                    size: meta.len(),
+                    modified_ms,
+                };
+                if tx.blocking_send(Ok(entry)).is_err() {
+                    return Ok(()); // the reader went away
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit_blocking(source: &Path, target: &Path) -> Result<()> {
+    if target.exists() {
+        std::fs::remove_file(source)?;
+        return Ok(());
+    }
+    let parent = target
+        .parent()
+        .ok_or_else(|| Error::Io(std::io::Error::other("blob path has no parent")))?;
+    let created = ensure_dir(parent)?;
+    std::fs::rename(source, target)?;
+    sync_dir(parent)?;
+    if created {
+        // The new fan-out directory itself must be durable in its parent.
+        if let Some(grand) = parent.parent() {
+            sync_dir(grand)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and parents); returns whether it had to be created.
+fn ensure_dir(dir: &Path) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(true)
+}
+
+/// fsync a directory so that entries created or renamed in it survive a crash.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Upload sessions in a directory.
+#[derive(Clone, Debug)]
+pub(super) struct DirUploads {
+    layout: Layout,
+    blobs: DirBlobs,
+}
+
+impl DirUploads {
+    pub(super) fn new(blobs: DirBlobs) -> Self {
+        Self {
+            layout: blobs.layout().clone(),
+            blobs,
+        }
+    }
+
+    pub(super) async fn start(
+        &self,
+        repo: &RepoName,
+        now_ms: i64,
+    ) -> Result<(UploadId, UploadState)> {
+        let id = UploadId::random();
+        let state = UploadState::new(repo.clone(), now_ms);
+        let dir = self.layout.upload_dir(&id);
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::File::create(self.layout.upload_data(&id)).await?;
+        self.save_state(&id, &state).await?;
+        Ok((id, state))
+    }
+
+    pub(super) async fn state(&self, id: &UploadId) -> Result<UploadState> {
+        let raw = match tokio::fs::read(self.layout.upload_state(id)).await {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::UploadNotFound)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        UploadState::from_json(&raw)
+    }
+
+    /// Appends `body` at the state's offset (the caller holds the session's lock and checked
+    /// the chunk's start).
+    pub(super) async fn append<S>(
+        &self,
+        id: &UploadId,
+        mut state: UploadState,
+        body: S,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
+        let hasher = state.hasher()?;
+        let data = self.layout.upload_data(id);
+        let (hasher, offset, body_error) = write_stream(data, state.offset, hasher, body).await?;
+        if offset != state.offset {
+            state.offset = offset;
+            state.set_hasher(&hasher);
+            self.save_state(id, &state).await?;
+        }
+        match body_error {
+            Some(e) => Err(Error::Body(e)),
+            None => Ok(state),
+        }
+    }
+
+    /// Appends the last chunk, verifies, commits and ends the session (the caller holds
+    /// the session's lock).
+    pub(super) async fn finish<S>(
+        &self,
+        id: &UploadId,
+        state: UploadState,
+        expected: &Digest,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
+        let state = self.append(id, state, body).await?;
+        let data = self.layout.upload_data(id);
+        let actual = if expected.algorithm() == Algorithm::Sha256 {
+            state.hasher()?.finish()
+        } else {
+            hash_file(data.clone(), expected.algorithm()).await?
+        };
+        if &actual != expected {
+            self.remove(id).await?;
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.blobs.commit_file(data, expected).await?;
+        self.remove(id).await?;
+        Ok(state.offset)
+    }
+
+    pub(super) async fn put_whole<S>(&self, expected: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
+        let uploads = self.layout.uploads();
+        tokio::fs::create_dir_all(&uploads).await?;
+        let temp = uploads.join(format!("{}.whole", UploadId::random()));
+        tokio::fs::File::create(&temp).await?;
+        let written = write_stream(
+            temp.clone(),
+            0,
+            DigestHasher::new(expected.algorithm()),
+            body,
+        )
+        .await;
+        let (hasher, size, body_error) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                remove_quietly(&temp).await;
+                return Err(e);
+            }
+        };
+        if let Some(e) = body_error {
+            remove_quietly(&temp).await;
+            return Err(Error::Body(e));
+        }
+        let actual = hasher.finish();
+        if &actual != expected {
+            remove_quietly(&temp).await;
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if let Err(e) = self.blobs.commit_file(temp.clone(), expected).await {
+            remove_quietly(&temp).await;
+            return Err(e);
+        }
+        Ok(size)
+    }
+
+    /// Writes the state next to the data, atomically (temporary file, then rename).
+    async fn save_state(&self, id: &UploadId, state: &UploadState) -> Result<()> {
+        let path = self.layout.upload_state(id);
+        let temp = path.with_extension("json.tmp");
+        tokio::fs::write(&temp, state.to_json()?).await?;
+        tokio::fs::rename(&temp, &path).await?;
+        Ok(())
+    }
+
+    /// Deletes the session's directory; a session already gone is not an error.
+    pub(super) async fn remove(&self, id: &UploadId) -> Result<()> {
+        let dir = self.layout.upload_dir(id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Streams `body` into the file at `path` from `offset`, hashing on a blocking thread so the
+/// request task keeps reading while the other core hashes and writes. The file is synced
+/// before returning. A failure of the body is returned beside what was written.
+async fn write_stream<S>(
+    path: PathBuf,
+    offset: u64,
+    mut hasher: DigestHasher,
+    mut body: S,
+) -> Result<(DigestHasher, u64, Option<std::io::Error>)>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
+    let writer = tokio::task::spawn_blocking(move || -> Result<(DigestHasher, u64)> {
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(offset)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut end = offset;
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+            end += chunk.len() as u64;
+        }
+        if end != offset {
+            file.sync_data()?;
+        }
+        Ok((hasher, end))
+    });
+
+    let mut pending = BytesMut::new();
+    let mut body_error = None;
+    while let Some(frame) = body.next().await {
+        match frame {
+            Ok(bytes) if pending.is_empty() && bytes.len() >= WRITE_CHUNK_BYTES => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            Ok(bytes) => {
+                pending.extend_from_slice(&bytes);
+                if pending.len() >= WRITE_CHUNK_BYTES
+                    && tx.send(pending.split().freeze()).await.is_err()
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        // A send error means the writer failed; its error is reported below.
+        let _ = tx.send(pending.freeze()).await;
+    }
+    drop(tx);
+    let (hasher, end) = writer
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    Ok((hasher, end, body_error))
+}
+
+/// Hashes a whole file with `algorithm` (the rare upload finished with a digest other than
+/// the running sha256).
+async fn hash_file(path: PathBuf, algorithm: Algorithm) -> Result<Digest> {
+    tokio::task::spawn_blocking(move || -> Result<Digest> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = DigestHasher::new(algorithm);
+        let mut buf = vec![0u8; WRITE_CHUNK_BYTES];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish())
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+async fn remove_quietly(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await {
+        tracing::debug!(path = %path.display(), error = %e, "could not remove a temporary upload file");
+    }
+}
+
+/// Makes the blob and upload directories exist and be durable, then proves the root
+/// writable, readable and deletable with a synced probe file (called once at start).
+pub(super) fn prepare(layout: &Layout) -> Result<()> {
+    std::fs::create_dir_all(layout.uploads())?;
+    std::fs::create_dir_all(layout.blobs())?;
+    sync_dir(layout.root())?;
+    let probe = layout
+        .root()
+        .join(format!(".berth-probe-{}", UploadId::random()));
+    std::fs::write(&probe, b"berth storage probe")?;
+    std::fs::File::open(&probe)?.sync_all()?;
+    let read = std::fs::read(&probe)?;
+    std::fs::remove_file(&probe)?;
+    if read != b"berth storage probe" {
+        return Err(Error::Inconsistent(
+            "a probe file read back other bytes than were written".into(),
+        ));
+    }
+    Ok(())
+}
