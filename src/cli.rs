@@ -28,6 +28,179 @@ pub enum Command {
     /// On a stopped replica whose cluster lost its majority for good: make it a one-replica
     /// cluster with its data, which new replicas can join.
     EmergencyRepair(EmergencyRepairArgs),
+    /// Manage users.
+    User(DirectoryArgs<UserCommand>),
+    /// Manage organizations.
+    Org(DirectoryArgs<OrgCommand>),
+    /// Manage teams and their members.
+    Team(DirectoryArgs<TeamCommand>),
+    /// Give, list and remove grants.
+    Grant(DirectoryArgs<GrantCommand>),
+    /// Create, list, publish and delete repositories.
+    Repo(DirectoryArgs<RepoCommand>),
+    /// List or rotate the token-signing keys.
+    Key(DirectoryArgs<KeyCommand>),
+}
+
+/// A directory command with the admin API connection.
+#[derive(Debug, Args)]
+pub struct DirectoryArgs<C: Subcommand> {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// `berth user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password comes from --new-password-file, BERTH_NEW_PASSWORD, or a prompt.
+    Add {
+        /// Login name (also the user's own namespace).
+        name: String,
+        /// Make the user a registry administrator.
+        #[arg(long)]
+        admin: bool,
+        /// A file holding the new user's password.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// List users.
+    List,
+    /// Delete a user (their refresh tokens stop working).
+    Delete {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password (from --new-password-file, BERTH_NEW_PASSWORD, or a prompt).
+    Passwd {
+        /// Login name.
+        name: String,
+        /// A file holding the new password.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+/// `berth org ...`
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization (it owns the namespace of its name).
+    Add {
+        /// Its name.
+        name: String,
+    },
+    /// List organizations.
+    List,
+    /// Delete an organization with its teams.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `berth team ...`
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team in an organization.
+    Add {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+    },
+    /// List an organization's teams with their members.
+    List {
+        /// The organization.
+        org: String,
+    },
+    /// Delete a team.
+    Delete {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+    },
+    /// Add a user to a team.
+    AddMember {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+        /// The user.
+        user: String,
+    },
+    /// Remove a user from a team.
+    RemoveMember {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+        /// The user.
+        user: String,
+    },
+}
+
+/// `berth grant ...`
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Give a role: `berth grant add user:alice namespace:acme read-write`.
+    Add {
+        /// `user:NAME` or `team:ORG/TEAM`.
+        subject: String,
+        /// `namespace:NS` or `repository:NAME`.
+        target: String,
+        /// `read`, `read-write` or `admin`.
+        role: String,
+    },
+    /// List grants.
+    List,
+    /// Remove a grant.
+    Remove {
+        /// The subject.
+        subject: String,
+        /// The target.
+        target: String,
+    },
+}
+
+/// `berth repo ...`
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create an empty repository.
+    Add {
+        /// Its name.
+        name: String,
+        /// Anyone may pull it.
+        #[arg(long)]
+        public: bool,
+    },
+    /// List repositories with their visibility.
+    List,
+    /// Make a repository public or private.
+    Visibility {
+        /// Its name.
+        name: String,
+        /// `public` or `private`.
+        #[arg(value_parser = ["public", "private"])]
+        visibility: String,
+    },
+    /// Delete a repository with its manifests and tags.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `berth key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the signing keys, oldest first (the newest signs).
+    List,
+    /// Add a new signing key; tokens signed by older keys stay valid until they expire.
+    Rotate,
 }
 
 /// How commands reach a running cluster's admin API.

@@ -175,7 +175,10 @@ mod tests {
     #[test]
     fn a_user_owns_their_namespace_only() {
         let f = facts(false, false, &[], &[]);
-        assert_eq!(allowed_actions(&user("alice"), "alice/app", &f, &set(ALL)), set(ALL));
+        assert_eq!(
+            allowed_actions(&user("alice"), "alice/app", &f, &set(ALL)),
+            set(ALL)
+        );
         assert!(allowed_actions(&user("alice"), "bob/app", &f, &set(ALL)).is_empty());
         assert!(allowed_actions(&user("alice"), "alicex/app", &f, &set(ALL)).is_empty());
     }
@@ -183,7 +186,10 @@ mod tests {
     #[test]
     fn roles_give_their_actions_and_no_more() {
         let read = facts(true, false, &[Role::Read], &[]);
-        assert_eq!(allowed_actions(&user("u"), "t/a", &read, &set(ALL)), set(&[Action::Pull]));
+        assert_eq!(
+            allowed_actions(&user("u"), "t/a", &read, &set(ALL)),
+            set(&[Action::Pull])
+        );
         let rw = facts(true, false, &[Role::ReadWrite], &[]);
         assert_eq!(
             allowed_actions(&user("u"), "t/a", &rw, &set(ALL)),
@@ -191,7 +197,10 @@ mod tests {
             "read-write never deletes"
         );
         let ns_admin = facts(true, false, &[], &[Role::Admin]);
-        assert_eq!(allowed_actions(&user("u"), "t/a", &ns_admin, &set(ALL)), set(ALL));
+        assert_eq!(
+            allowed_actions(&user("u"), "t/a", &ns_admin, &set(ALL)),
+            set(ALL)
+        );
     }
 
     #[test]

@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn scopes_parse_and_print() {
         let s = Scope::parse("repository:team/app:pull,push").unwrap();
-        assert_eq!(s, Scope::repository("team/app", [Action::Pull, Action::Push]));
+        assert_eq!(
+            s,
+            Scope::repository("team/app", [Action::Pull, Action::Push])
+        );
         assert_eq!(s.to_string(), "repository:team/app:pull,push");
         assert!(Scope::parse("registry:catalog:*").unwrap().is_catalog());
     }
@@ -136,7 +139,14 @@ mod tests {
 
     #[test]
     fn malformed_scopes_are_none() {
-        for bad in ["", "repository", "repository:app", ":app:pull", "repository::pull", "repository:app:fly"] {
+        for bad in [
+            "",
+            "repository",
+            "repository:app",
+            ":app:pull",
+            "repository::pull",
+            "repository:app:fly",
+        ] {
             assert_eq!(Scope::parse(bad), None, "{bad}");
         }
         // Unknown actions are dropped, known ones kept.

@@ -42,8 +42,8 @@ impl Server {
         }
     }
 
-    /// Starts `berth serve` on a new data directory, logging warnings only (as Distribution
-    /// is configured), and waits for its readiness line.
+    /// Starts `berth serve` on a new data directory, logging warnings only and with access
+    /// control off (as Distribution is configured), and waits for its readiness line.
     ///
     /// # Errors
     /// It cannot be spawned or does not print a ready line within the bound.
@@ -57,6 +57,8 @@ impl Server {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("RUST_LOG", "warn")
+            .env("BERTH_AUTH__ENABLED", "false")
+            .env("BERTH_ADMIN_PASSWORD", "load-benchmark")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)

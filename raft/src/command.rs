@@ -109,8 +109,10 @@ pub enum ClusterCommand {
     },
 }
 
-/// Changes to users.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Changes to users, organizations, teams, grants, repositories' visibility and signing keys.
+/// Names arrive validated by the registry; subjects are `user:NAME` or `team:ORG/TEAM`,
+/// targets `namespace:NS` or `repository:NAME`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessCommand {
     /// Create a user; `Rejected(UserExists)` if the name is taken.
     CreateUser {
@@ -123,6 +125,139 @@ pub enum AccessCommand {
         /// When it was created (ms since the Unix epoch).
         at_ms: i64,
     },
+    /// Delete a user with their team memberships and grants; `Rejected(UserUnknown)`.
+    DeleteUser {
+        /// The login name.
+        name: String,
+    },
+    /// Replace a user's password; `Rejected(UserUnknown)`.
+    SetPassword {
+        /// The login name.
+        name: String,
+        /// The new argon2id PHC string.
+        password_hash: String,
+        /// When (refresh tokens issued before stop working).
+        at_ms: i64,
+    },
+    /// Create an organization; `Rejected(NameTaken)` if a user or organization has the name.
+    CreateOrg {
+        /// Its name (its namespace).
+        name: String,
+        /// When.
+        at_ms: i64,
+    },
+    /// Delete an organization with its teams, their members and grants; `Rejected(OrgUnknown)`.
+    DeleteOrg {
+        /// Its name.
+        name: String,
+    },
+    /// Create a team; `Rejected(OrgUnknown | TeamExists)`.
+    CreateTeam {
+        /// The organization.
+        org: String,
+        /// The team's name.
+        team: String,
+        /// When.
+        at_ms: i64,
+    },
+    /// Delete a team with its members and grants; `Rejected(TeamUnknown)`.
+    DeleteTeam {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+    },
+    /// Add a user to a team (idempotent); `Rejected(TeamUnknown | UserUnknown)`.
+    AddMember {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+        /// The user.
+        user: String,
+    },
+    /// Remove a user from a team (idempotent).
+    RemoveMember {
+        /// The organization.
+        org: String,
+        /// The team.
+        team: String,
+        /// The user.
+        user: String,
+    },
+    /// Give `role` to `subject` on `target`, replacing an earlier role;
+    /// `Rejected(UserUnknown | TeamUnknown)`.
+    SetGrant {
+        /// `user:NAME` or `team:ORG/TEAM`.
+        subject: String,
+        /// `namespace:NS` or `repository:NAME`.
+        target: String,
+        /// `read`, `read-write` or `admin`.
+        role: String,
+    },
+    /// Remove a grant; `Rejected(GrantUnknown)`.
+    RemoveGrant {
+        /// The subject.
+        subject: String,
+        /// The target.
+        target: String,
+    },
+    /// Create an empty repository; `Rejected(RepositoryExists)`.
+    CreateRepository {
+        /// Its name.
+        name: RepoName,
+        /// Whether anyone may pull it.
+        public: bool,
+        /// When.
+        at_ms: i64,
+    },
+    /// Make a repository public or private; `Rejected(RepositoryUnknown)`.
+    SetVisibility {
+        /// Its name.
+        name: RepoName,
+        /// Whether anyone may pull it.
+        public: bool,
+    },
+    /// Delete a repository with its manifests, tags, blob links and grants;
+    /// `Rejected(RepositoryUnknown)`. Blobs stay in storage for garbage collection.
+    DeleteRepository {
+        /// Its name.
+        name: RepoName,
+        /// When (tokens issued before no longer open the name).
+        at_ms: i64,
+    },
+    /// Add a token-signing key; the newest key signs, every key verifies.
+    AddSigningKey {
+        /// Key id.
+        kid: String,
+        /// PKCS#8 PEM of the private key.
+        private_pem: String,
+        /// SPKI PEM of the public key.
+        public_pem: String,
+        /// When (orders the keys).
+        at_ms: i64,
+    },
+}
+
+impl std::fmt::Debug for AccessCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hashes and keys are secrets: name the command and its non-secret fields only.
+        match self {
+            AccessCommand::CreateUser { name, admin, .. } => {
+                write!(f, "CreateUser {{ name: {name:?}, admin: {admin} }}")
+            }
+            AccessCommand::SetPassword { name, .. } => {
+                write!(f, "SetPassword {{ name: {name:?} }}")
+            }
+            AccessCommand::AddSigningKey { kid, .. } => {
+                write!(f, "AddSigningKey {{ kid: {kid:?} }}")
+            }
+            other => {
+                let json = serde_json::to_string(other).unwrap_or_default();
+                f.write_str(&json)
+            }
+        }
+    }
 }
 
 /// What applying a [`MetaCommand`] answered. Identical on every replica.
@@ -147,6 +282,22 @@ pub enum Rejection {
     TagUnknown,
     /// A user of that name exists already.
     UserExists,
+    /// No user of that name.
+    UserUnknown,
+    /// A user or organization has that name (they share the namespace space).
+    NameTaken,
+    /// No organization of that name.
+    OrgUnknown,
+    /// The team exists already.
+    TeamExists,
+    /// No such team.
+    TeamUnknown,
+    /// No such grant.
+    GrantUnknown,
+    /// The repository exists already.
+    RepositoryExists,
+    /// No such repository.
+    RepositoryUnknown,
     /// A manifest refers to blobs not linked to its repository or to manifests absent from
     /// it. Both lists are sorted and without duplicates.
     MissingReferences {

@@ -30,7 +30,10 @@ pub use crate::log_store::{LogStore, LOG_DB_FILE};
 pub use crate::node::{
     JoinOutcome, MetaNode, NodeConfig, NodeStatus, ReplicaInfo, Role, StartMode,
 };
-pub use crate::reader::{ManifestInfo, MetaReader, Referrer, StoredManifest, StoredUser};
+pub use crate::reader::{
+    ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant, StoredKey, StoredManifest,
+    StoredUser, TeamRecord,
+};
 pub use crate::repair::{emergency_repair, RepairReport};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};
 pub use crate::types::{

@@ -5,8 +5,10 @@
 //! [`MetaNode::read_barrier`](crate::MetaNode::read_barrier). No writes here: every change goes
 //! through a [`MetaCommand`](crate::MetaCommand).
 
+mod access;
 mod cluster;
 
+pub use access::{RepositoryRecord, StoredGrant, StoredKey, TeamRecord};
 pub use cluster::StoredUser;
 
 use std::collections::BTreeMap;

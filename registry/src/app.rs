@@ -10,6 +10,7 @@ pub struct App {
     registry: Registry,
     storage: Storage,
     metrics: Metrics,
+    realm: Option<String>,
 }
 
 impl App {
@@ -19,7 +20,19 @@ impl App {
             registry,
             storage,
             metrics,
+            realm: None,
         }
+    }
+
+    /// The same state with a fixed token realm for challenges (else derived per request).
+    pub fn with_realm(mut self, realm: Option<String>) -> Self {
+        self.realm = realm;
+        self
+    }
+
+    /// The configured token realm, if any.
+    pub fn realm(&self) -> Option<&str> {
+        self.realm.as_deref()
     }
 
     /// The request and Raft metrics.

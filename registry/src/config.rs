@@ -27,6 +27,8 @@ pub struct Config {
     pub raft: RaftConfig,
     /// How this replica enters its cluster on first start.
     pub cluster: ClusterConfig,
+    /// Access control: tokens, their lifetimes, the names in them.
+    pub auth: AuthConfig,
     /// The first administrator's password, for a new cluster only. Never printed.
     #[serde(skip_serializing)]
     pub admin_password: Option<String>,
@@ -38,6 +40,39 @@ pub struct Config {
     pub log: LogConfig,
     /// Seconds in-flight requests get to finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
+}
+
+/// Access control (the Docker token protocol).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether access control is on. Default true; turning it off lets anyone read and write
+    /// everything (Berth warns when it is off on a non-loopback address).
+    pub enabled: bool,
+    /// The `service` of challenges and the `aud` of tokens. Default `berth`.
+    pub service: String,
+    /// The `iss` of tokens. Default `berth`.
+    pub issuer: String,
+    /// The token endpoint's absolute URL for challenges; default: the address the client
+    /// used (`Host`, `X-Forwarded-Proto`/`-Host`) + `/auth/token`.
+    pub realm: Option<String>,
+    /// Lifetime of access tokens, seconds. Default 300.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens (`docker login`'s stored identity), seconds. Default 90 days.
+    pub refresh_token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            service: "berth".to_owned(),
+            issuer: "berth".to_owned(),
+            realm: None,
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 90 * 24 * 3600,
+        }
+    }
 }
 
 /// Joining a cluster. Only read when the data directory holds no replica yet.
@@ -163,6 +198,7 @@ impl Default for Config {
             advertise: None,
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
+            auth: AuthConfig::default(),
             admin_password: None,
             admin_password_file: None,
             limits: LimitsConfig::default(),
@@ -303,6 +339,11 @@ impl Config {
         if self.cluster.join_token.is_some() && self.cluster.join_token_file.is_some() {
             return Err(ConfigError::Invalid(
                 "give cluster.join_token or cluster.join_token_file, not both".into(),
+            ));
+        }
+        if self.auth.access_token_ttl_secs < 60 {
+            return Err(ConfigError::Invalid(
+                "auth.access_token_ttl_secs must be at least 60".into(),
             ));
         }
         if self.admin_password.is_some() && self.admin_password_file.is_some() {

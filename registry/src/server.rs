@@ -17,7 +17,7 @@ use crate::api;
 use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::service::{AdminBootstrap, Limits, Registry};
+use crate::service::{AccessSettings, AdminBootstrap, Limits, Registry};
 use crate::storage::{self, Storage};
 
 /// Why a replica could not start or stopped abnormally.
@@ -157,16 +157,34 @@ impl Server {
             max_manifest_bytes: cfg.limits.max_manifest_bytes,
             max_page_entries: cfg.limits.max_page_entries,
         };
-        let registry = Registry::new(meta.clone(), blobs, uploads, limits);
-        let app = App::new(registry.clone(), storage, Metrics::new());
+        let registry = Registry::new(meta.clone(), blobs, uploads, limits).with_access(
+            AccessSettings {
+                enabled: cfg.auth.enabled,
+                service: cfg.auth.service.clone(),
+                issuer: cfg.auth.issuer.clone(),
+                access_ttl: Duration::from_secs(cfg.auth.access_token_ttl_secs),
+                refresh_ttl: Duration::from_secs(cfg.auth.refresh_token_ttl_secs),
+            },
+        );
+        if !cfg.auth.enabled && !cfg.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %cfg.listen,
+                "access control is OFF on a non-loopback address: anyone who reaches it can read, push and delete"
+            );
+        }
+        let app =
+            App::new(registry.clone(), storage, Metrics::new()).with_realm(cfg.auth.realm.clone());
         let rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
         let router = api::router(app, rpc);
 
         // Serve before joining: the leader replicates to this replica while adding it.
         let (stop, mut stopped) = watch::channel(false);
         let serving = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 })
                 .await
@@ -186,6 +204,9 @@ impl Server {
             }
         }
         let admin = bootstrap_admin(&registry, cfg.admin_password()?).await;
+        if let Err(e) = registry.ensure_signing_key().await {
+            tracing::warn!(error = %e, "no token-signing key yet; logins fail until the cluster has a quorum");
+        }
         let admin_password_file = match &admin {
             Some(AdminBootstrap::Generated(password)) => {
                 let path = cfg.data_dir.join(ADMIN_PASSWORD_FILE);

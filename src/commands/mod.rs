@@ -3,6 +3,7 @@
 
 mod admin_client;
 mod cluster;
+mod directory;
 mod repair;
 mod serve;
 
@@ -19,6 +20,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Replicas(args) => cluster::replicas(args).await,
         Command::RemoveReplica(args) => cluster::remove_replica(args).await,
         Command::EmergencyRepair(args) => repair::run(args).await,
+        Command::User(args) => directory::user(args).await,
+        Command::Org(args) => directory::org(args).await,
+        Command::Team(args) => directory::team(args).await,
+        Command::Grant(args) => directory::grant(args).await,
+        Command::Repo(args) => directory::repo(args).await,
+        Command::Key(args) => directory::key(args).await,
     }
 }
 

@@ -110,6 +110,8 @@ impl Berth {
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=off")
             .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Access control has its own tests (tests/auth.rs); the others test the registry.
+            .env("BERTH_AUTH__ENABLED", "false")
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

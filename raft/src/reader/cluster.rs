@@ -12,6 +12,10 @@ pub struct StoredUser {
     pub password_hash: String,
     /// Whether the user administers the whole registry.
     pub admin: bool,
+    /// When the user was created (ms since the epoch).
+    pub created_at_ms: i64,
+    /// When the password last changed (ms since the epoch).
+    pub password_changed_at_ms: i64,
 }
 
 impl std::fmt::Debug for StoredUser {
@@ -63,16 +67,21 @@ impl MetaReader {
     /// # Errors
     /// [`MetaError::Storage`] if SQLite fails.
     pub async fn user(&self, name: &str) -> Result<Option<StoredUser>, MetaError> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT name, password_hash, is_admin FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(name, password_hash, admin)| StoredUser {
-            name,
-            password_hash,
-            admin: admin != 0,
-        }))
+        let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT name, password_hash, is_admin, created_at_ms, password_changed_at_ms              FROM users WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(name, password_hash, admin, created_at_ms, password_changed_at_ms)| StoredUser {
+                name,
+                password_hash,
+                admin: admin != 0,
+                created_at_ms,
+                password_changed_at_ms,
+            },
+        ))
     }
 
     /// How many users exist.

@@ -1,16 +1,32 @@
 //! The admin API under `/api/v0/` (JSON), for operators and the `berth` command line.
-//! Every route needs an administrator's credentials (HTTP basic auth).
+//! Every route needs an administrator's credentials: HTTP basic auth, or a bearer token
+//! from `/auth/token` whose subject is an administrator.
 //!
-//! | method | path                      | does                                              |
-//! |--------|---------------------------|---------------------------------------------------|
-//! | GET    | `/api/v0/replicas`        | list replicas: id, address, role, applied, answers |
-//! | DELETE | `/api/v0/replicas/{id}`   | remove a replica from the membership             |
-//! | POST   | `/api/v0/join-tokens`     | make a join token (`{"ttl_secs": N}`, 0: no expiry) |
+//! | method | path                                         | does                               |
+//! |--------|----------------------------------------------|------------------------------------|
+//! | GET    | `/api/v0/replicas`                           | list replicas                      |
+//! | DELETE | `/api/v0/replicas/{id}`                      | remove a replica                   |
+//! | POST   | `/api/v0/join-tokens`                        | make a join token (`{"ttl_secs"}`) |
+//! | GET/POST | `/api/v0/users`                            | list / create (`{"name","password","admin"}`) |
+//! | DELETE | `/api/v0/users/{name}`                       | delete a user                      |
+//! | PUT    | `/api/v0/users/{name}/password`              | set a password (`{"password"}`)    |
+//! | GET/POST | `/api/v0/orgs`                             | list / create (`{"name"}`)         |
+//! | DELETE | `/api/v0/orgs/{org}`                         | delete an organization             |
+//! | GET/POST | `/api/v0/orgs/{org}/teams`                 | list (with members) / create (`{"name"}`) |
+//! | DELETE | `/api/v0/orgs/{org}/teams/{team}`            | delete a team                      |
+//! | PUT/DELETE | `/api/v0/orgs/{org}/teams/{team}/members/{user}` | add / remove a member   |
+//! | GET/POST/DELETE | `/api/v0/grants`                    | list / set / remove (`{"subject","target","role"}`) |
+//! | GET/POST | `/api/v0/repositories`                     | list / create (`{"name","public"}`) |
+//! | PATCH/DELETE | `/api/v0/repositories/{*name}`         | visibility (`{"public"}`) / delete |
+//! | GET    | `/api/v0/signing-keys`                       | key ids, oldest first              |
+//! | POST   | `/api/v0/signing-keys`                       | rotate: a new key signs from now   |
 
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -18,12 +34,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use berth_auth::policy::Principal;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
 use crate::app::App;
 use crate::service;
+
+mod directory;
 
 /// How long a join token admits replicas unless the request says otherwise: one day.
 const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -34,25 +53,45 @@ pub fn router(app: App) -> Router<App> {
         .route("/replicas", get(list_replicas))
         .route("/replicas/{id}", delete(remove_replica))
         .route("/join-tokens", post(create_join_token))
+        .merge(directory::router())
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 
-/// Lets a request through only with an administrator's basic-auth credentials.
+/// Lets a request through only with an administrator's credentials (basic or bearer).
 async fn require_admin(State(app): State<App>, req: Request, next: Next) -> Response {
-    let Some((user, password)) = basic_credentials(req.headers()) else {
-        return ApiError::from(service::Error::Unauthenticated).into_response();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let registry = app.registry();
+    let principal = if let Some((user, password)) = basic_credentials(req.headers()) {
+        registry.login(&user, &password, client).await
+    } else if let Some(token) = bearer_token(req.headers()) {
+        match registry.verify_token(token).await {
+            Ok(claims) => registry.principal_of(&claims).await,
+            Err(_) => Err(service::Error::Unauthenticated),
+        }
+    } else {
+        Err(service::Error::Unauthenticated)
     };
-    match app.registry().authenticate_admin(&user, &password).await {
-        Ok(()) => next.run(req).await,
+    match principal {
+        Ok(Principal::User { admin: true, .. }) => next.run(req).await,
+        Ok(_) => ApiError::from(service::Error::Denied).into_response(),
         Err(e) => {
-            tracing::warn!(%user, path = %req.uri().path(), "admin API: {e}");
+            tracing::warn!(path = %req.uri().path(), "admin API: {e}");
             ApiError::from(e).into_response()
         }
     }
 }
 
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
 /// `Authorization: Basic base64(user:password)`, decoded.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -148,6 +148,15 @@ impl From<service::Error> for ApiError {
             E::Unauthenticated => ApiError::new(ErrorCode::Unauthorized)
                 .header(WWW_AUTHENTICATE, r#"Basic realm="berth""#),
             E::Denied => ApiError::new(ErrorCode::Denied),
+            E::TooManyAttempts { retry_after_secs } => ApiError::new(ErrorCode::TooManyRequests)
+                .message("too many failed logins")
+                .header(RETRY_AFTER, retry_after_secs.to_string()),
+            E::NotFound(what) => ApiError::new(ErrorCode::Unsupported)
+                .status(StatusCode::NOT_FOUND)
+                .message(format!("{what} not found")),
+            E::Conflict(why) => ApiError::new(ErrorCode::Denied)
+                .status(StatusCode::CONFLICT)
+                .message(why),
             E::Membership(e) => membership_error(e),
             E::InvalidRequest(why) => ApiError::new(ErrorCode::Unsupported)
                 .status(StatusCode::BAD_REQUEST)
@@ -343,6 +352,23 @@ mod tests {
                 401,
             ),
             (service::Error::Denied, ErrorCode::Denied, 403),
+            (
+                service::Error::TooManyAttempts {
+                    retry_after_secs: 2,
+                },
+                ErrorCode::TooManyRequests,
+                429,
+            ),
+            (
+                service::Error::NotFound("user x".into()),
+                ErrorCode::Unsupported,
+                404,
+            ),
+            (
+                service::Error::Conflict("taken".into()),
+                ErrorCode::Denied,
+                409,
+            ),
             (
                 service::Error::InvalidRequest("x".into()),
                 ErrorCode::Unsupported,

@@ -2,6 +2,7 @@
 
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
+use berth_auth::policy::Principal;
 use berth_oci::{media_type, Digest, RepoName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -41,10 +42,27 @@ pub async fn list_tags(
 }
 
 /// `GET /v2/_catalog?n=&last=`.
-pub async fn list_catalog(registry: &Registry, uri: &Uri) -> Result<Response, ApiError> {
+/// With access control, a user sees only the repositories they may pull (a page may then
+/// hold fewer than `n`; `Link` still follows the unfiltered order).
+pub async fn list_catalog(
+    registry: &Registry,
+    uri: &Uri,
+    principal: Option<&Principal>,
+) -> Result<Response, ApiError> {
     let (n, last) = page_query(uri)?;
-    let page = registry.list_repositories(n, last.as_deref()).await?;
+    let mut page = registry.list_repositories(n, last.as_deref()).await?;
     let next = next_link("/v2/_catalog", &page);
+    if let Some(principal) = principal {
+        if !matches!(principal, Principal::User { admin: true, .. }) {
+            let mut visible = Vec::with_capacity(page.entries.len());
+            for repo in page.entries {
+                if registry.may_pull(principal, &repo).await? {
+                    visible.push(repo);
+                }
+            }
+            page.entries = visible;
+        }
+    }
     Ok(Listing {
         body: json!({ "repositories": page.entries }),
         next,

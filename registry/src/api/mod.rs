@@ -7,6 +7,7 @@
 //! service method each; errors become responses in `error.rs` and nowhere else.
 
 mod admin;
+mod auth;
 mod blob;
 pub mod error;
 mod health;
@@ -14,6 +15,7 @@ mod listing;
 mod manifest;
 pub mod response;
 pub mod route;
+mod token;
 mod upload;
 
 use axum::extract::{Request, State};
@@ -46,6 +48,7 @@ pub fn router(app: App, extra: Router) -> Router {
     Router::new()
         .merge(v2)
         .nest("/api/v0", admin::router(app.clone()))
+        .route("/auth/token", get(token::token).post(token::token))
         .route("/health", get(health::health))
         .route("/_ping", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -81,6 +84,7 @@ async fn dispatch(State(app): State<App>, req: Request) -> Response {
 async fn handle(app: &App, route: Route, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let registry = app.registry();
+    let access = auth::authorize(app, &parts.method, &route, &parts).await?;
     let method = parts.method;
     let head = method == Method::HEAD;
     let allow = route.allowed_methods();
@@ -88,7 +92,10 @@ async fn handle(app: &App, route: Route, req: Request) -> Result<Response, ApiEr
         (&Method::GET | &Method::HEAD, Route::Base) => {
             Ok(Response::new(axum::body::Body::from("{}")))
         }
-        (&Method::GET, Route::Catalog) => listing::list_catalog(registry, &parts.uri).await,
+        (&Method::GET, Route::Catalog) => {
+            let principal = access.principal(app).await;
+            listing::list_catalog(registry, &parts.uri, principal.as_ref()).await
+        }
         (&Method::GET | &Method::HEAD, Route::Manifest { repo, reference }) => {
             manifest::get_manifest(registry, &repo, &reference, head).await
         }
@@ -105,19 +112,20 @@ async fn handle(app: &App, route: Route, req: Request) -> Result<Response, ApiEr
             blob::delete_blob(registry, &repo, &digest).await
         }
         (&Method::POST, Route::UploadStart { repo }) => {
-            upload::post_upload(registry, &repo, &parts.uri, body).await
+            upload::post_upload(registry, &repo, &parts.uri, body, &access).await
         }
         (&Method::PATCH, Route::Upload { repo, id }) => {
-            upload::patch_upload(registry, &repo, &id, &parts.headers, body).await
+            upload::patch_upload(registry, &repo, &id, &parts.headers, body, &access).await
         }
         (&Method::PUT, Route::Upload { repo, id }) => {
-            upload::put_upload(registry, &repo, &id, &parts.uri, &parts.headers, body).await
+            upload::put_upload(registry, &repo, &id, &parts.uri, &parts.headers, body, &access)
+                .await
         }
         (&Method::GET, Route::Upload { repo, id }) => {
-            upload::get_upload(registry, &repo, &id).await
+            upload::get_upload(registry, &repo, &id, &access).await
         }
         (&Method::DELETE, Route::Upload { repo, id }) => {
-            upload::delete_upload(registry, &repo, &id).await
+            upload::delete_upload(registry, &repo, &id, &access).await
         }
         (&Method::GET, Route::Tags { repo }) => {
             listing::list_tags(registry, &repo, &parts.uri).await

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, RequestError};
 use super::response::{BlobCreated, UploadAccepted};
+use super::auth::Access;
 use crate::service::{self, MountOutcome, Registry};
 use crate::storage::UploadId;
 
@@ -33,14 +34,21 @@ pub async fn post_upload(
     repo: &RepoName,
     uri: &Uri,
     body: Body,
+    access: &Access,
 ) -> Result<Response, ApiError> {
     let query = query::<StartQuery>(uri)?;
+    let owner = access.owner();
     if let Some(mount) = &query.mount {
         let digest = Digest::parse(mount).map_err(|_| RequestError::DigestParam)?;
-        // A malformed `from` cannot name a repository that has the blob: start a session.
-        let from = query.from.as_deref().and_then(|f| RepoName::parse(f).ok());
+        // A malformed `from`, or one the caller may not pull, cannot lend its blob: start a
+        // session instead, as the spec allows.
+        let from = query
+            .from
+            .as_deref()
+            .and_then(|f| RepoName::parse(f).ok())
+            .filter(|from| access.may_pull(from));
         return Ok(
-            match registry.mount_blob(repo, &digest, from.as_ref()).await? {
+            match registry.mount_blob(repo, &digest, from.as_ref(), owner).await? {
                 MountOutcome::Mounted => BlobCreated {
                     repo: repo.clone(),
                     digest,
@@ -64,7 +72,7 @@ pub async fn post_upload(
         }
         .into_response());
     }
-    let progress = registry.start_upload(repo).await?;
+    let progress = registry.start_upload(repo, owner).await?;
     Ok(UploadAccepted {
         repo: repo.clone(),
         progress,
@@ -80,10 +88,11 @@ pub async fn patch_upload(
     id: &UploadId,
     headers: &HeaderMap,
     body: Body,
+    access: &Access,
 ) -> Result<Response, ApiError> {
     let start = chunk_start(headers)?;
     let progress = registry
-        .append_upload(repo, id, start, stream(body))
+        .append_upload(repo, id, access.owner(), start, stream(body))
         .await?;
     Ok(UploadAccepted {
         repo: repo.clone(),
@@ -101,6 +110,7 @@ pub async fn put_upload(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    access: &Access,
 ) -> Result<Response, ApiError> {
     let query = query::<FinishQuery>(uri)?;
     let digest = query
@@ -110,7 +120,7 @@ pub async fn put_upload(
         .ok_or(RequestError::DigestParam)?;
     let start = chunk_start(headers)?;
     registry
-        .finish_upload(repo, id, &digest, start, stream(body))
+        .finish_upload(repo, id, access.owner(), &digest, start, stream(body))
         .await?;
     Ok(BlobCreated {
         repo: repo.clone(),
@@ -124,8 +134,9 @@ pub async fn get_upload(
     registry: &Registry,
     repo: &RepoName,
     id: &UploadId,
+    access: &Access,
 ) -> Result<Response, ApiError> {
-    let progress = registry.upload_status(repo, id).await?;
+    let progress = registry.upload_status(repo, id, access.owner()).await?;
     Ok(UploadAccepted {
         repo: repo.clone(),
         progress,
@@ -139,8 +150,9 @@ pub async fn delete_upload(
     registry: &Registry,
     repo: &RepoName,
     id: &UploadId,
+    access: &Access,
 ) -> Result<Response, ApiError> {
-    registry.cancel_upload(repo, id).await?;
+    registry.cancel_upload(repo, id, access.owner()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

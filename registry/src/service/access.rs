@@ -69,33 +69,10 @@ impl Registry {
             _ => AdminBootstrap::Created,
         })
     }
-
-    /// Checks that `username` exists, is an administrator and that `password` is theirs.
-    ///
-    /// # Errors
-    /// [`Error::Unauthenticated`] for an unknown user or a wrong password (indistinguishable),
-    /// [`Error::Denied`] for a user who is not an administrator.
-    pub async fn authenticate_admin(&self, username: &str, password: &str) -> Result<()> {
-        let user = self.meta.reader().user(username).await?;
-        // Hash even for an unknown user, so timing does not tell which names exist.
-        let phc = user
-            .as_ref()
-            .map_or_else(dummy_hash, |u| u.password_hash.clone());
-        let password = password.to_owned();
-        let matches =
-            tokio::task::spawn_blocking(move || berth_auth::password::verify(&password, &phc))
-                .await
-                .unwrap_or(false);
-        match user {
-            Some(user) if matches && user.admin => Ok(()),
-            Some(_) if matches => Err(Error::Denied),
-            _ => Err(Error::Unauthenticated),
-        }
-    }
 }
 
 /// A valid argon2id hash of a random password, verified against for unknown users.
-fn dummy_hash() -> String {
+pub(super) fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY
         .get_or_init(|| {

@@ -68,6 +68,18 @@ pub enum Error {
     /// The request needs credentials and has none, or wrong ones.
     #[error("authentication required")]
     Unauthenticated,
+    /// Too many failed logins from this account or address: wait.
+    #[error("too many failed logins; retry in {retry_after_secs} s")]
+    TooManyAttempts {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// A name or the resource is unknown to the admin API.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource exists already, or the name is taken.
+    #[error("{0}")]
+    Conflict(String),
     /// The credentials are good but do not allow this.
     #[error("access denied")]
     Denied,

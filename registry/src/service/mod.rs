@@ -7,9 +7,11 @@
 mod access;
 mod blob;
 mod cluster;
+mod directory;
 mod error;
 mod listing;
 mod manifest;
+mod tokens;
 mod upload;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,9 +22,11 @@ use crate::storage::{BlobStore, UploadStore};
 
 pub use access::{AdminBootstrap, ADMIN_USER};
 pub use blob::{BlobRange, BlobStat};
+pub use directory::valid_name;
 pub use error::Error;
 pub use listing::{Page, Referrers};
 pub use manifest::{ManifestStored, PushedManifest};
+pub use tokens::{AccessDenied, AccessSettings, IssuedTokens};
 pub use upload::{MountOutcome, UploadProgress};
 
 /// Result with the service [`Error`].
@@ -53,6 +57,7 @@ pub struct Registry {
     blobs: BlobStore,
     uploads: UploadStore,
     limits: Limits,
+    access: std::sync::Arc<tokens::AccessState>,
 }
 
 impl Registry {
@@ -63,7 +68,14 @@ impl Registry {
             blobs,
             uploads,
             limits,
+            access: std::sync::Arc::default(),
         }
+    }
+
+    /// The same services with access control as `settings` say.
+    pub fn with_access(mut self, settings: AccessSettings) -> Self {
+        self.access = std::sync::Arc::new(tokens::AccessState::new(settings));
+        self
     }
 
     /// The metadata node (for health and the replica API).

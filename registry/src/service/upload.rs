@@ -33,8 +33,11 @@ impl Registry {
     /// # Errors
     /// Storage failures.
     #[tracing::instrument(skip(self), fields(%repo))]
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadProgress> {
-        let (id, state) = self.uploads.start(repo, super::now_ms()).await?;
+    pub async fn start_upload(&self, repo: &RepoName, owner: Option<&str>) -> Result<UploadProgress> {
+        let (id, state) = self
+            .uploads
+            .start_owned(repo, owner.map(str::to_owned), super::now_ms())
+            .await?;
         Ok(UploadProgress {
             id,
             offset: state.offset,
@@ -66,6 +69,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
+        owner: Option<&str>,
     ) -> Result<MountOutcome> {
         if let Some(from) = from {
             match self.stat_blob(from, digest).await {
@@ -77,15 +81,20 @@ impl Registry {
                 Err(other) => return Err(other),
             }
         }
-        self.start_upload(repo).await.map(MountOutcome::Started)
+        self.start_upload(repo, owner).await.map(MountOutcome::Started)
     }
 
     /// Where a session stands (OCI end-13).
     ///
     /// # Errors
     /// [`Error::UploadUnknown`] for an id not of this repository.
-    pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<UploadProgress> {
-        let state = self.session(repo, id).await?;
+    pub async fn upload_status(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        owner: Option<&str>,
+    ) -> Result<UploadProgress> {
+        let state = self.session(repo, id, owner).await?;
         Ok(UploadProgress {
             id: *id,
             offset: state.offset,
@@ -102,13 +111,14 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &UploadId,
+        owner: Option<&str>,
         start: Option<u64>,
         body: S,
     ) -> Result<UploadProgress>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
-        self.session(repo, id).await?;
+        self.session(repo, id, owner).await?;
         let state = self.uploads.append(id, start, body).await?;
         Ok(UploadProgress {
             id: *id,
@@ -126,6 +136,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &UploadId,
+        owner: Option<&str>,
         digest: &Digest,
         start: Option<u64>,
         body: S,
@@ -133,7 +144,7 @@ impl Registry {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
-        self.session(repo, id).await?;
+        self.session(repo, id, owner).await?;
         let size = self.uploads.finish(id, digest, start, body).await?;
         self.link_blob(repo, digest, size).await?;
         Ok(size)
@@ -143,17 +154,24 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::UploadUnknown`], failures.
-    pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        self.session(repo, id).await?;
+    pub async fn cancel_upload(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        owner: Option<&str>,
+    ) -> Result<()> {
+        self.session(repo, id, owner).await?;
         self.uploads.cancel(id).await?;
         Ok(())
     }
 
     /// The session, if it belongs to `repo`: the same id under another repository is
     /// unknown there.
-    async fn session(&self, repo: &RepoName, id: &UploadId) -> Result<UploadState> {
+    /// The session, if it belongs to `repo` and to `owner`: another repository or another
+    /// user gets "unknown", exactly as for an id that never existed.
+    async fn session(&self, repo: &RepoName, id: &UploadId, owner: Option<&str>) -> Result<UploadState> {
         let state = self.uploads.state(id).await?;
-        if &state.repo != repo {
+        if &state.repo != repo || state.owner.as_deref() != owner {
             return Err(Error::UploadUnknown);
         }
         Ok(state)

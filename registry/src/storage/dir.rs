@@ -202,10 +202,11 @@ impl DirUploads {
     pub(super) async fn start(
         &self,
         repo: &RepoName,
+        owner: Option<String>,
         now_ms: i64,
     ) -> Result<(UploadId, UploadState)> {
         let id = UploadId::random();
-        let state = UploadState::new(repo.clone(), now_ms);
+        let state = UploadState::new(repo.clone(), owner, now_ms);
         let dir = self.layout.upload_dir(&id);
         tokio::fs::create_dir_all(&dir).await?;
         tokio::fs::File::create(self.layout.upload_data(&id)).await?;

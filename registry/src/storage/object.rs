@@ -237,10 +237,11 @@ impl ObjectUploads {
     pub(super) async fn start(
         &self,
         repo: &RepoName,
+        owner: Option<String>,
         now_ms: i64,
     ) -> Result<(UploadId, UploadState)> {
         let id = UploadId::random();
-        let mut state = UploadState::new(repo.clone(), now_ms);
+        let mut state = UploadState::new(repo.clone(), owner, now_ms);
         state.object = Some(ObjectParts::default());
         self.save_state(&id, &state).await?;
         Ok((id, state))

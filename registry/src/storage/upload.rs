@@ -62,6 +62,10 @@ pub struct UploadState {
     pub repo: RepoName,
     /// When it started (ms since the epoch).
     pub started_at_ms: i64,
+    /// The user who started it (`None`: anonymous, or access control off); only they may
+    /// continue it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Bytes received and durable.
     pub offset: u64,
     /// Hex of `DigestHasher::save_state` over the first `offset` bytes.
@@ -73,9 +77,10 @@ pub struct UploadState {
 
 impl UploadState {
     /// An empty session for `repo`.
-    pub(super) fn new(repo: RepoName, now_ms: i64) -> Self {
+    pub(super) fn new(repo: RepoName, owner: Option<String>, now_ms: i64) -> Self {
         Self {
             repo,
+            owner,
             started_at_ms: now_ms,
             offset: 0,
             hash_state: hex::encode(DigestHasher::new(Algorithm::Sha256).save_state()),
@@ -137,9 +142,22 @@ impl UploadStore {
     /// # Errors
     /// Storage failures.
     pub async fn start(&self, repo: &RepoName, now_ms: i64) -> Result<(UploadId, UploadState)> {
+        self.start_owned(repo, None, now_ms).await
+    }
+
+    /// Starts an empty session for `repo` that only `owner` may continue.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn start_owned(
+        &self,
+        repo: &RepoName,
+        owner: Option<String>,
+        now_ms: i64,
+    ) -> Result<(UploadId, UploadState)> {
         match &self.backend {
-            Backend::Dir(u) => u.start(repo, now_ms).await,
-            Backend::Object(u) => u.start(repo, now_ms).await,
+            Backend::Dir(u) => u.start(repo, owner, now_ms).await,
+            Backend::Object(u) => u.start(repo, owner, now_ms).await,
         }
     }
 
