@@ -238,3 +238,86 @@ fn an_interrupted_docker_push_is_retried_successfully() {
     assert_eq!(image_id(&image), id);
     remove_images(&[&image, &id]);
 }
+
+/// `docker login` on one replica of a three-replica cluster with access control on: the
+/// engine stores the refresh token, pushes through token auth, and pulls through the other
+/// two replicas with that same refresh token (single sign-on); without it, nothing.
+#[test]
+fn docker_logs_in_once_and_pulls_through_every_replica() {
+    if !docker_available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = support::cluster::Cluster::start_with_env(3, &[("BERTH_AUTH__ENABLED", "true")]);
+    let [a, b, c] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    let (ok, out, err) = support::cluster::berth_cli_env(
+        &["user", "--url", &a.url, "add", "alice"],
+        &[("BERTH_NEW_PASSWORD", "alice-password")],
+    );
+    assert!(ok, "{out}{err}");
+
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path().to_str().unwrap();
+    let out = docker(&[
+        "--config",
+        cfg,
+        "login",
+        &a.addr,
+        "-u",
+        "alice",
+        "-p",
+        "alice-password",
+    ]);
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config.path().join("config.json")).unwrap()).unwrap();
+    let entry = stored["auths"][&a.addr].clone();
+    assert!(
+        entry["identitytoken"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3),
+        "docker stored no refresh token: {stored}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"single sign-on").unwrap();
+    let tag_a = format!("{}/alice/app:v1", a.addr);
+    build(dir.path(), &tag_a, "scratch", &["hello.txt"]);
+    let id = image_id(&tag_a);
+    docker(&["--config", cfg, "push", &tag_a]);
+
+    // The same stored identity for the other replicas: their token endpoints accept the
+    // refresh token that the first one issued.
+    let mut auths = stored["auths"].clone();
+    for node in [b, c] {
+        auths[&node.addr] = entry.clone();
+    }
+    std::fs::write(
+        config.path().join("config.json"),
+        serde_json::to_vec(&serde_json::json!({ "auths": auths })).unwrap(),
+    )
+    .unwrap();
+    for node in [b, c] {
+        let tag = format!("{}/alice/app:v1", node.addr);
+        remove_images(&[&tag]);
+        docker(&["--config", cfg, "pull", &tag]);
+        assert_eq!(image_id(&tag), id, "same image through {}", node.addr);
+        remove_images(&[&tag]);
+    }
+
+    // Without credentials the private repository stays shut.
+    let empty = tempfile::tempdir().unwrap();
+    let tag_c = format!("{}/alice/app:v1", c.addr);
+    let out = run_cmd(
+        "docker",
+        &["--config", empty.path().to_str().unwrap(), "pull", &tag_c],
+        LONG,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("unauthorized") || err.contains("denied"),
+        "{err}"
+    );
+    remove_images(&[&tag_a]);
+}

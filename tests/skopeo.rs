@@ -160,3 +160,74 @@ fn skopeo_copies_inspects_lists_and_deletes_a_multi_platform_index() {
     let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &arch]);
     assert_eq!(sha256(raw.trim_end().as_bytes()), index_digest);
 }
+
+/// skopeo through token auth: a push with credentials, inspect and delete with them, and
+/// nothing without them or with another user's.
+#[test]
+fn skopeo_authenticates_with_the_token_protocol() {
+    if !external_tool("skopeo", &["--version"]) {
+        return;
+    }
+    let b = Berth::start_opts(&[], &[("BERTH_AUTH__ENABLED", "true")]);
+    for user in ["alice", "mallory"] {
+        let (ok, out, err) = support::cluster::berth_cli_env(
+            &["user", "--url", &b.url, "add", user],
+            &[("BERTH_NEW_PASSWORD", &format!("{user}-password"))],
+        );
+        assert!(ok, "{out}{err}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let (index, _) = make_layout(&layout);
+    let src = format!("oci:{}:multi", layout.display());
+    let dest = format!("docker://{}/alice/multi:1", b.addr);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:alice-password",
+        &src,
+        &dest,
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-password",
+        &dest,
+    ]);
+    assert_eq!(sha256(raw.trim_end().as_bytes()), sha256(&index));
+
+    for creds in [None, Some("mallory:mallory-password"), Some("alice:wrong")] {
+        let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--creds", c]);
+        }
+        args.push(&dest);
+        let out = support::run_cmd("skopeo", &args, LONG);
+        assert!(!out.status.success(), "{creds:?} got in");
+    }
+    // Mallory cannot delete it either; alice can.
+    let out = support::run_cmd(
+        "skopeo",
+        &[
+            "delete",
+            "--tls-verify=false",
+            "--creds",
+            "mallory:mallory-password",
+            &dest,
+        ],
+        LONG,
+    );
+    assert!(!out.status.success());
+    skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        "alice:alice-password",
+        &dest,
+    ]);
+}

@@ -50,6 +50,10 @@ pub struct Claims {
     /// Access or refresh; absent means access (tokens of other issuers never get here).
     #[serde(default = "default_use", rename = "use")]
     pub token_use: TokenUse,
+    /// `iat` in milliseconds, for revocation checks finer than a second (a password changed
+    /// in the same second as a login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<u64>,
 }
 
 fn default_use() -> TokenUse {
@@ -168,6 +172,7 @@ mod tests {
             jti: "j1".into(),
             access: vec![Scope::repository("alice/app", [Action::Pull])],
             token_use: TokenUse::Access,
+            iat_ms: Some(now * 1000),
         }
     }
 

@@ -157,15 +157,14 @@ impl Server {
             max_manifest_bytes: cfg.limits.max_manifest_bytes,
             max_page_entries: cfg.limits.max_page_entries,
         };
-        let registry = Registry::new(meta.clone(), blobs, uploads, limits).with_access(
-            AccessSettings {
+        let registry =
+            Registry::new(meta.clone(), blobs, uploads, limits).with_access(AccessSettings {
                 enabled: cfg.auth.enabled,
                 service: cfg.auth.service.clone(),
                 issuer: cfg.auth.issuer.clone(),
                 access_ttl: Duration::from_secs(cfg.auth.access_token_ttl_secs),
                 refresh_ttl: Duration::from_secs(cfg.auth.refresh_token_ttl_secs),
-            },
-        );
+            });
         if !cfg.auth.enabled && !cfg.listen.ip().is_loopback() {
             tracing::warn!(
                 listen = %cfg.listen,
@@ -185,9 +184,9 @@ impl Server {
                 router.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
         });
         let joined = match meta.finish_join().await {
             Ok(joined) => joined,

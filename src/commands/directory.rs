@@ -145,7 +145,12 @@ pub async fn team(args: DirectoryArgs<TeamCommand>) -> anyhow::Result<()> {
         TeamCommand::AddMember { org, team, user } => {
             c.call(
                 Method::PUT,
-                &format!("orgs/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&user)),
+                &format!(
+                    "orgs/{}/teams/{}/members/{}",
+                    seg(&org),
+                    seg(&team),
+                    seg(&user)
+                ),
                 None,
             )
             .await?;
@@ -154,7 +159,12 @@ pub async fn team(args: DirectoryArgs<TeamCommand>) -> anyhow::Result<()> {
         TeamCommand::RemoveMember { org, team, user } => {
             c.call(
                 Method::DELETE,
-                &format!("orgs/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&user)),
+                &format!(
+                    "orgs/{}/teams/{}/members/{}",
+                    seg(&org),
+                    seg(&team),
+                    seg(&user)
+                ),
                 None,
             )
             .await?;

@@ -148,10 +148,17 @@ pub fn join_token(via: &str) -> String {
 /// Runs a `berth` admin command with the test administrator's password in `BERTH_PASSWORD`;
 /// returns (success, stdout, stderr). Bounded in time.
 pub fn berth_cli(args: &[&str]) -> (bool, String, String) {
+    berth_cli_env(args, &[])
+}
+
+/// [`berth_cli`] with more environment variables.
+pub fn berth_cli_env(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut all = vec![("BERTH_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(envs);
     let out = super::run_cmd_env(
         env!("CARGO_BIN_EXE_berth"),
         args,
-        &[("BERTH_PASSWORD", ADMIN_PASSWORD)],
+        &all,
         Duration::from_secs(120),
     );
     (

@@ -32,7 +32,7 @@ pub(super) async fn apply(
             .bind(password_hash)
             .bind(i64::from(*admin))
             .bind(at_ms)
-            .bind(at_ms)
+            .bind(0_i64) // creation is not a password change
             .execute(&mut *conn)
             .await?;
         }

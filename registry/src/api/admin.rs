@@ -87,7 +87,9 @@ async fn require_admin(State(app): State<App>, req: Request, next: Next) -> Resp
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// `Authorization: Basic base64(user:password)`, decoded.

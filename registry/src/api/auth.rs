@@ -123,7 +123,9 @@ pub async fn authorize(
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The 401 that sends a client to the token endpoint.
@@ -189,8 +191,14 @@ mod tests {
             repo: repo("a/b"),
             reference: berth_oci::Reference::parse("v1").unwrap(),
         };
-        assert_eq!(needed(&Method::DELETE, &m).0.unwrap().1, vec![Action::Delete]);
-        assert_eq!(needed(&Method::PUT, &m).0.unwrap().1, vec![Action::Pull, Action::Push]);
+        assert_eq!(
+            needed(&Method::DELETE, &m).0.unwrap().1,
+            vec![Action::Delete]
+        );
+        assert_eq!(
+            needed(&Method::PUT, &m).0.unwrap().1,
+            vec![Action::Pull, Action::Push]
+        );
         assert_eq!(needed(&Method::HEAD, &m).0.unwrap().1, vec![Action::Pull]);
         assert!(needed(&Method::GET, &Route::Catalog).1);
         assert_eq!(needed(&Method::GET, &Route::Base), (None, false));

@@ -118,8 +118,16 @@ async fn handle(app: &App, route: Route, req: Request) -> Result<Response, ApiEr
             upload::patch_upload(registry, &repo, &id, &parts.headers, body, &access).await
         }
         (&Method::PUT, Route::Upload { repo, id }) => {
-            upload::put_upload(registry, &repo, &id, &parts.uri, &parts.headers, body, &access)
-                .await
+            upload::put_upload(
+                registry,
+                &repo,
+                &id,
+                &parts.uri,
+                &parts.headers,
+                body,
+                &access,
+            )
+            .await
         }
         (&Method::GET, Route::Upload { repo, id }) => {
             upload::get_upload(registry, &repo, &id, &access).await

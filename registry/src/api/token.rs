@@ -43,7 +43,13 @@ pub async fn token(State(app): State<App>, req: Request) -> Response {
             Err(_) => Err(bad_request("form too large")),
         }
     } else {
-        get_form(&app, &parts.headers, parts.uri.query().unwrap_or(""), client).await
+        get_form(
+            &app,
+            &parts.headers,
+            parts.uri.query().unwrap_or(""),
+            client,
+        )
+        .await
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
@@ -132,10 +138,9 @@ async fn issue(
 }
 
 fn answer(issued: &IssuedTokens) -> serde_json::Value {
-    let issued_at = humantime::format_rfc3339_seconds(
-        UNIX_EPOCH + Duration::from_secs(issued.issued_at),
-    )
-    .to_string();
+    let issued_at =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(issued.issued_at))
+            .to_string();
     let scope: Vec<String> = issued.granted.iter().map(ToString::to_string).collect();
     let mut body = json!({
         "token": issued.access_token,

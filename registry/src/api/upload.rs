@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use serde::Deserialize;
 
+use super::auth::Access;
 use super::error::{ApiError, RequestError};
 use super::response::{BlobCreated, UploadAccepted};
-use super::auth::Access;
 use crate::service::{self, MountOutcome, Registry};
 use crate::storage::UploadId;
 
@@ -48,7 +48,10 @@ pub async fn post_upload(
             .and_then(|f| RepoName::parse(f).ok())
             .filter(|from| access.may_pull(from));
         return Ok(
-            match registry.mount_blob(repo, &digest, from.as_ref(), owner).await? {
+            match registry
+                .mount_blob(repo, &digest, from.as_ref(), owner)
+                .await?
+            {
                 MountOutcome::Mounted => BlobCreated {
                     repo: repo.clone(),
                     digest,

@@ -4,8 +4,7 @@
 use berth_auth::policy::Role;
 use berth_oci::RepoName;
 use berth_raft::{
-    AccessCommand, MetaCommand, MetaResponse, Rejection, RepositoryRecord, StoredGrant,
-    TeamRecord,
+    AccessCommand, MetaCommand, MetaResponse, Rejection, RepositoryRecord, StoredGrant, TeamRecord,
 };
 
 use super::{now_ms, Error, Registry, Result};
@@ -281,8 +280,7 @@ impl Registry {
     /// # Errors
     /// Unknown repository, no quorum.
     pub async fn set_visibility(&self, name: &str, public: bool) -> Result<()> {
-        let name =
-            RepoName::parse(name).map_err(|_| Error::NotFound("repository".to_owned()))?;
+        let name = RepoName::parse(name).map_err(|_| Error::NotFound("repository".to_owned()))?;
         self.access_command(AccessCommand::SetVisibility { name, public })
             .await
     }
@@ -293,8 +291,7 @@ impl Registry {
     /// # Errors
     /// Unknown repository, no quorum.
     pub async fn delete_repository(&self, name: &str) -> Result<()> {
-        let name =
-            RepoName::parse(name).map_err(|_| Error::NotFound("repository".to_owned()))?;
+        let name = RepoName::parse(name).map_err(|_| Error::NotFound("repository".to_owned()))?;
         self.access_command(AccessCommand::DeleteRepository {
             name,
             at_ms: now_ms(),
@@ -330,7 +327,11 @@ mod tests {
     fn grants_name_a_subject_and_a_target() {
         assert!(grant_parts("user:alice", "namespace:team").is_ok());
         assert!(grant_parts("team:acme/devs", "repository:acme/app").is_ok());
-        for (s, t) in [("alice", "namespace:x"), ("user:alice", "x"), ("team:acme", "namespace:x")] {
+        for (s, t) in [
+            ("alice", "namespace:x"),
+            ("user:alice", "x"),
+            ("team:acme", "namespace:x"),
+        ] {
             assert!(grant_parts(s, t).is_err(), "{s} {t}");
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use berth_auth::policy::{self, Principal, RepositoryFacts, Role};
 use berth_auth::scope::{Action, Scope};
@@ -94,10 +94,10 @@ pub enum AccessDenied {
     InsufficientScope,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// When a token was issued, in ms: its `iat_ms`, else `iat` (second resolution).
+fn issued_ms(claims: &Claims) -> i64 {
+    let ms = claims.iat_ms.unwrap_or(claims.iat.saturating_mul(1000));
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn random_id() -> String {
@@ -166,8 +166,14 @@ impl Registry {
     async fn reload_keys(&self) -> Result<Arc<LoadedKeys>> {
         let stored = self.meta.reader().signing_keys().await?;
         let loaded = Arc::new(LoadedKeys {
-            set: KeySet::new(stored.iter().map(|k| (k.kid.as_str(), k.public_pem.as_str()))),
-            signer: stored.last().map(|k| (k.kid.clone(), k.private_pem.clone())),
+            set: KeySet::new(
+                stored
+                    .iter()
+                    .map(|k| (k.kid.as_str(), k.public_pem.as_str())),
+            ),
+            signer: stored
+                .last()
+                .map(|k| (k.kid.clone(), k.private_pem.clone())),
         });
         *self.access.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&loaded));
         Ok(loaded)
@@ -194,7 +200,12 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::TooManyAttempts`] while locked out, [`Error::Unauthenticated`] otherwise.
-    pub async fn login(&self, username: &str, password: &str, client: Option<IpAddr>) -> Result<Principal> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal> {
         let account_key = format!("user:{username}");
         let mut keys = vec![account_key.clone()];
         if let Some(ip) = client {
@@ -257,9 +268,8 @@ impl Registry {
             .user(&claims.sub)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        let issued_ms = i64::try_from(claims.iat.saturating_mul(1000)).unwrap_or(i64::MAX);
-        // Second resolution on `iat`: a change in the same second also revokes.
-        if user.created_at_ms > issued_ms + 999 || user.password_changed_at_ms > issued_ms {
+        let issued_ms = issued_ms(&claims);
+        if user.created_at_ms > issued_ms || user.password_changed_at_ms > issued_ms {
             return Err(Error::Unauthenticated);
         }
         Ok(Principal::User {
@@ -269,7 +279,10 @@ impl Registry {
     }
 
     /// Verifies a token's signature, issuer, audience and lifetime.
-    pub(crate) async fn verify_token(&self, token: &str) -> std::result::Result<Claims, TokenError> {
+    pub(crate) async fn verify_token(
+        &self,
+        token: &str,
+    ) -> std::result::Result<Claims, TokenError> {
         let kid = KeySet::kid_of(token);
         let keys = self
             .keys_for(kid.as_deref())
@@ -346,7 +359,8 @@ impl Registry {
         let keys = self.keys_for(None).await?;
         let (kid, private_pem) = keys.signer.clone().ok_or(Error::Unavailable)?;
         let s = &self.access.settings;
-        let now = now_secs();
+        let now_ms = u64::try_from(now_ms()).unwrap_or(0);
+        let now = now_ms / 1000;
         let sub = principal.name().unwrap_or_default().to_owned();
         let claims = |token_use, ttl: Duration, access| Claims {
             iss: s.issuer.clone(),
@@ -358,6 +372,7 @@ impl Registry {
             jti: random_id(),
             access,
             token_use,
+            iat_ms: Some(now_ms),
         };
         let sign = |c: &Claims| {
             token::sign(c, &kid, &private_pem).map_err(|e| Error::InvalidRequest(e.to_string()))
@@ -417,8 +432,7 @@ impl Registry {
                 .repository_deleted_at(repo.as_str())
                 .await
                 .map_err(|_| AccessDenied::Invalid)?;
-            let issued_ms = i64::try_from(claims.iat.saturating_mul(1000)).unwrap_or(i64::MAX);
-            if deleted.is_some_and(|d| d >= issued_ms) {
+            if deleted.is_some_and(|d| d >= issued_ms(&claims)) {
                 return Err(AccessDenied::InsufficientScope);
             }
         }
@@ -431,7 +445,10 @@ impl Registry {
     /// Metadata failures.
     pub async fn may_pull(&self, principal: &Principal, repo: &str) -> Result<bool> {
         let facts = self.repository_facts(principal, repo).await?;
-        Ok(!policy::allowed_actions(principal, repo, &facts, &BTreeSet::from([Action::Pull])).is_empty())
+        Ok(
+            !policy::allowed_actions(principal, repo, &facts, &BTreeSet::from([Action::Pull]))
+                .is_empty(),
+        )
     }
 
     /// The principal a verified token's subject names.

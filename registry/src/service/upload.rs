@@ -33,7 +33,11 @@ impl Registry {
     /// # Errors
     /// Storage failures.
     #[tracing::instrument(skip(self), fields(%repo))]
-    pub async fn start_upload(&self, repo: &RepoName, owner: Option<&str>) -> Result<UploadProgress> {
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        owner: Option<&str>,
+    ) -> Result<UploadProgress> {
         let (id, state) = self
             .uploads
             .start_owned(repo, owner.map(str::to_owned), super::now_ms())
@@ -81,7 +85,9 @@ impl Registry {
                 Err(other) => return Err(other),
             }
         }
-        self.start_upload(repo, owner).await.map(MountOutcome::Started)
+        self.start_upload(repo, owner)
+            .await
+            .map(MountOutcome::Started)
     }
 
     /// Where a session stands (OCI end-13).
@@ -169,7 +175,12 @@ impl Registry {
     /// unknown there.
     /// The session, if it belongs to `repo` and to `owner`: another repository or another
     /// user gets "unknown", exactly as for an id that never existed.
-    async fn session(&self, repo: &RepoName, id: &UploadId, owner: Option<&str>) -> Result<UploadState> {
+    async fn session(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        owner: Option<&str>,
+    ) -> Result<UploadState> {
         let state = self.uploads.state(id).await?;
         if &state.repo != repo || state.owner.as_deref() != owner {
             return Err(Error::UploadUnknown);

@@ -30,8 +30,14 @@ pub(super) fn router() -> Router<App> {
             "/orgs/{org}/teams/{team}/members/{user}",
             put(add_member).delete(remove_member),
         )
-        .route("/grants", get(list_grants).post(set_grant).delete(remove_grant))
-        .route("/repositories", get(list_repositories).post(create_repository))
+        .route(
+            "/grants",
+            get(list_grants).post(set_grant).delete(remove_grant),
+        )
+        .route(
+            "/repositories",
+            get(list_repositories).post(create_repository),
+        )
         .route(
             "/repositories/{*name}",
             patch(set_visibility).delete(delete_repository),
@@ -117,7 +123,9 @@ async fn create_user(State(app): State<App>, bytes: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     done(
-        app.registry().create_user(&u.name, u.password, u.admin).await,
+        app.registry()
+            .create_user(&u.name, u.password, u.admin)
+            .await,
         StatusCode::CREATED,
     )
 }
@@ -128,7 +136,10 @@ async fn delete_user(State(app): State<App>, Path(name): Path<String>) -> Respon
 
 async fn set_password(State(app): State<App>, Path(name): Path<String>, bytes: Bytes) -> Response {
     match body::<Password>(&bytes) {
-        Ok(p) => done(app.registry().set_password(&name, p.password).await, StatusCode::OK),
+        Ok(p) => done(
+            app.registry().set_password(&name, p.password).await,
+            StatusCode::OK,
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -139,7 +150,10 @@ async fn list_orgs(State(app): State<App>) -> Response {
 
 async fn create_org(State(app): State<App>, bytes: Bytes) -> Response {
     match body::<Named>(&bytes) {
-        Ok(n) => done(app.registry().create_org(&n.name).await, StatusCode::CREATED),
+        Ok(n) => done(
+            app.registry().create_org(&n.name).await,
+            StatusCode::CREATED,
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -154,27 +168,42 @@ async fn list_teams(State(app): State<App>, Path(org): Path<String>) -> Response
 
 async fn create_team(State(app): State<App>, Path(org): Path<String>, bytes: Bytes) -> Response {
     match body::<Named>(&bytes) {
-        Ok(n) => done(app.registry().create_team(&org, &n.name).await, StatusCode::CREATED),
+        Ok(n) => done(
+            app.registry().create_team(&org, &n.name).await,
+            StatusCode::CREATED,
+        ),
         Err(e) => e.into_response(),
     }
 }
 
-async fn delete_team(State(app): State<App>, Path((org, team)): Path<(String, String)>) -> Response {
-    done(app.registry().delete_team(&org, &team).await, StatusCode::OK)
+async fn delete_team(
+    State(app): State<App>,
+    Path((org, team)): Path<(String, String)>,
+) -> Response {
+    done(
+        app.registry().delete_team(&org, &team).await,
+        StatusCode::OK,
+    )
 }
 
 async fn add_member(
     State(app): State<App>,
     Path((org, team, user)): Path<(String, String, String)>,
 ) -> Response {
-    done(app.registry().set_member(&org, &team, &user, true).await, StatusCode::OK)
+    done(
+        app.registry().set_member(&org, &team, &user, true).await,
+        StatusCode::OK,
+    )
 }
 
 async fn remove_member(
     State(app): State<App>,
     Path((org, team, user)): Path<(String, String, String)>,
 ) -> Response {
-    done(app.registry().set_member(&org, &team, &user, false).await, StatusCode::OK)
+    done(
+        app.registry().set_member(&org, &team, &user, false).await,
+        StatusCode::OK,
+    )
 }
 
 async fn list_grants(State(app): State<App>) -> Response {
@@ -200,13 +229,19 @@ async fn set_grant(State(app): State<App>, bytes: Bytes) -> Response {
 
 async fn remove_grant(State(app): State<App>, bytes: Bytes) -> Response {
     match body::<GrantBody>(&bytes) {
-        Ok(g) => done(app.registry().remove_grant(&g.subject, &g.target).await, StatusCode::OK),
+        Ok(g) => done(
+            app.registry().remove_grant(&g.subject, &g.target).await,
+            StatusCode::OK,
+        ),
         Err(e) => e.into_response(),
     }
 }
 
 async fn list_repositories(State(app): State<App>) -> Response {
-    listed("repositories", app.registry().list_repository_records().await)
+    listed(
+        "repositories",
+        app.registry().list_repository_records().await,
+    )
 }
 
 async fn create_repository(State(app): State<App>, bytes: Bytes) -> Response {
@@ -219,15 +254,25 @@ async fn create_repository(State(app): State<App>, bytes: Bytes) -> Response {
     }
 }
 
-async fn set_visibility(State(app): State<App>, Path(name): Path<String>, bytes: Bytes) -> Response {
+async fn set_visibility(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Response {
     match body::<Visibility>(&bytes) {
-        Ok(v) => done(app.registry().set_visibility(&name, v.public).await, StatusCode::OK),
+        Ok(v) => done(
+            app.registry().set_visibility(&name, v.public).await,
+            StatusCode::OK,
+        ),
         Err(e) => e.into_response(),
     }
 }
 
 async fn delete_repository(State(app): State<App>, Path(name): Path<String>) -> Response {
-    done(app.registry().delete_repository(&name).await, StatusCode::OK)
+    done(
+        app.registry().delete_repository(&name).await,
+        StatusCode::OK,
+    )
 }
 
 async fn list_keys(State(app): State<App>) -> Response {
