@@ -706,3 +706,99 @@ async fn organizations_teams_public_repositories_and_upload_ownership() {
 fn c_url(base: &str, path: &str) -> String {
     format!("{base}{path}")
 }
+
+/// The cluster's current signing key (kid, private PEM), read from a replica's state.db with
+/// Python's sqlite3 (the test needs it to sign tokens the registry must still refuse).
+fn signing_key(b: &Berth) -> Option<(String, String)> {
+    let db = b.data_dir().join("raft/state.db");
+    let script = "import sqlite3,sys,json\n\
+        c=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True)\n\
+        print(json.dumps(c.execute('SELECT kid, private_pem FROM signing_keys ORDER BY created_at_ms DESC LIMIT 1').fetchone()))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, db.to_str()?])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let row: (String, String) = serde_json::from_slice(&out.stdout).ok()?;
+    Some(row)
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_tokens_signed_with_our_own_key_are_refused() {
+    if !support::external_tool("python3", &["-c", "import sqlite3"]) {
+        return;
+    }
+    let b = start();
+    let c = client();
+    add_user(&b, "gina").await;
+    let tok = bearer(&c, &b.url, Some("gina"), &["repository:gina/app:pull,push"]).await;
+    assert_eq!(
+        push(&c, &b.url, &tok, "gina/app", "v1").await,
+        StatusCode::CREATED
+    );
+    let (kid, pem) = signing_key(&b).expect("signing key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |iat: u64, nbf: u64, exp: u64| berth_auth::token::Claims {
+        iss: "berth".into(),
+        sub: "gina".into(),
+        aud: "berth".into(),
+        exp,
+        nbf,
+        iat,
+        jti: format!("t{iat}"),
+        access: vec![berth_auth::scope::Scope::repository(
+            "gina/app",
+            [berth_auth::scope::Action::Pull],
+        )],
+        token_use: berth_auth::token::TokenUse::Access,
+        iat_ms: None,
+    };
+    // A control: the same key and claims, valid now, open the repository.
+    let good = berth_auth::token::sign(&claims(now, now, now + 300), &kid, &pem).unwrap();
+    let res = c
+        .get(b.at("/v2/gina/app/manifests/v1"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    for (what, bad) in [
+        ("expired", claims(now - 4000, now - 4000, now - 3000)),
+        ("not yet valid", claims(now, now + 3000, now + 4000)),
+        (
+            "wrong audience",
+            berth_auth::token::Claims {
+                aud: "elsewhere".into(),
+                ..claims(now, now, now + 300)
+            },
+        ),
+        (
+            "wrong issuer",
+            berth_auth::token::Claims {
+                iss: "elsewhere".into(),
+                ..claims(now, now, now + 300)
+            },
+        ),
+    ] {
+        let t = berth_auth::token::sign(&bad, &kid, &pem).unwrap();
+        let res = c
+            .get(b.at("/v2/gina/app/manifests/v1"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#),
+            "{what}"
+        );
+    }
+}
