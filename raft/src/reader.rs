@@ -7,7 +7,7 @@
 
 mod cluster;
 
-pub use cluster::StoredUser;
+pub use cluster::{ClusterCa, StoredUser};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -150,6 +150,7 @@ impl Server {
                 snapshot_after_logs: cfg.raft.snapshot_after_logs,
                 logs_kept_after_snapshot: cfg.raft.logs_kept_after_snapshot,
                 write_timeout_ms: cfg.raft.write_timeout_ms,
+                peer_tls: berth_raft::PeerTls::Off,
             },
             mode,
         )
