@@ -19,6 +19,7 @@ use crate::config::{Config, ConfigError, StorageLocation};
 use crate::metrics::Metrics;
 use crate::service::{AdminBootstrap, Limits, Registry};
 use crate::storage::{self, BlobStore, Layout, UploadStore};
+use crate::tls;
 
 /// Why a replica could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,9 @@ pub enum StartupError {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// TLS material is missing, inconsistent or cannot be made.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What starting a replica found and did, for the binary to report.
@@ -71,6 +75,10 @@ pub struct StartReport {
     pub admin: Option<AdminBootstrap>,
     /// Where a generated administrator password was written.
     pub admin_password_file: Option<PathBuf>,
+    /// Whether the listener serves TLS.
+    pub tls: bool,
+    /// The SHA-256 fingerprint (hex) of the CA clients should trust, with TLS on.
+    pub ca_sha256: Option<String>,
 }
 
 /// A started replica: serving HTTP (the API and the replica RPC), a member of its cluster.
@@ -127,6 +135,7 @@ impl Server {
             }
             (None, _) => StartMode::Create,
         };
+        let tls = tls::prepare(cfg)?;
 
         let listener =
             TcpListener::bind(cfg.listen)
@@ -136,25 +145,33 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(StartupError::Serve)?;
+        let scheme = if tls.enabled() { "https" } else { "http" };
         let advertise_url = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         let meta = MetaNode::start(
             NodeConfig {
                 dir: cfg.data_dir.join("raft"),
-                advertise_url,
+                advertise_url: advertise_url.clone(),
                 heartbeat_ms: cfg.raft.heartbeat_ms,
                 election_timeout_min_ms: cfg.raft.election_timeout_min_ms,
                 election_timeout_max_ms: cfg.raft.election_timeout_max_ms,
                 snapshot_after_logs: cfg.raft.snapshot_after_logs,
                 logs_kept_after_snapshot: cfg.raft.logs_kept_after_snapshot,
                 write_timeout_ms: cfg.raft.write_timeout_ms,
-                peer_tls: berth_raft::PeerTls::Off,
+                peer_tls: tls.peer_tls(),
             },
             mode,
         )
         .await?;
+        let tls = match tls::finish(tls, cfg, &meta, &advertise_url).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                let _ = meta.shutdown().await;
+                return Err(e);
+            }
+        };
         let blobs = BlobStore::new(layout.clone());
         let uploads = UploadStore::new(layout.clone(), blobs.clone());
         let limits = Limits {
@@ -163,18 +180,22 @@ impl Server {
         };
         let registry = Registry::new(meta.clone(), blobs, uploads, limits);
         let app = App::new(registry.clone(), layout, Metrics::new());
-        let rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
+        let mut rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
+        if let Some(tls) = &tls {
+            rpc = rpc.merge(tls::ca_router(tls.ca_pem.clone()));
+        }
         let router = api::router(app, rpc);
 
         // Serve before joining: the leader replicates to this replica while adding it.
-        let (stop, mut stopped) = watch::channel(false);
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let serving = match &tls {
+            Some(tls) => spawn_serve(
+                tls::TlsListener::new(listener, tls.config.clone()).map_err(StartupError::Serve)?,
+                router,
+                stopped,
+            ),
+            None => spawn_serve(listener, router, stopped),
+        };
         let joined = match meta.finish_join().await {
             Ok(joined) => joined,
             Err(e) => {
@@ -207,6 +228,8 @@ impl Server {
             joined,
             admin,
             admin_password_file,
+            tls: tls.is_some(),
+            ca_sha256: tls.map(|t| t.ca_sha256),
         };
         Ok(Server {
             addr,
@@ -267,6 +290,25 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` until `stopped` turns true, then drains in-flight requests.
+fn spawn_serve<L>(
+    listener: L,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    })
 }
 
 fn flatten(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), StartupError> {
