@@ -148,7 +148,10 @@ pub(crate) async fn finish(
     advertise_url: &str,
 ) -> Result<Option<Serving>, StartupError> {
     let (ca_pem, server) = match (prepared.bundle, prepared.candidate) {
-        (Some(bundle), _) => bundle,
+        (Some(bundle), _) => {
+            warn_if_not_named(&bundle.1.cert_pem, advertise_url);
+            bundle
+        }
         (None, Some(candidate)) => auto(cfg, meta, advertise_url, candidate).await?,
         (None, None) => return Ok(None),
     };
@@ -212,6 +215,30 @@ async fn auto(
         }
     };
     Ok((ca.cert_pem, server))
+}
+
+/// Warns when the bundle's certificate does not name the advertised host: the other replicas
+/// would refuse it.
+fn warn_if_not_named(cert_pem: &str, advertise_url: &str) {
+    let (Ok(names), Some(host)) = (material::names_of(cert_pem), url_host(advertise_url)) else {
+        return;
+    };
+    if !names_cover(&names, &host) {
+        tracing::warn!(%host, ?names, "the bundle's certificate does not name the advertised host: other replicas will refuse it (set --advertise)");
+    }
+}
+
+/// Whether a certificate for `names` is valid for `host` (a `*.` wildcard covers one label).
+fn names_cover(names: &[String], host: &str) -> bool {
+    let host = normalize(host);
+    names.iter().any(|name| {
+        let name = normalize(name);
+        name == host
+            || name.strip_prefix("*.").is_some_and(|domain| {
+                host.split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == domain)
+            })
+    })
 }
 
 /// Stores `candidate` as the cluster CA, waiting (bounded) for this replica's cluster to elect
@@ -343,6 +370,17 @@ mod tests {
         );
         assert_eq!(url_host("https://[::1]:5000/").as_deref(), Some("::1"));
         assert_eq!(url_host("nonsense"), None);
+    }
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        let names = ["*.reg.example".to_owned(), "10.0.0.5".to_owned()];
+        assert!(names_cover(&names, "a.reg.example"));
+        assert!(names_cover(&names, "A.REG.example"));
+        assert!(names_cover(&names, "10.0.0.5"));
+        assert!(!names_cover(&names, "reg.example"));
+        assert!(!names_cover(&names, "a.b.reg.example"));
+        assert!(!names_cover(&names, "10.0.0.6"));
     }
 
     #[test]
