@@ -180,8 +180,19 @@ async fn a_company_bundle_is_served_and_chains_to_the_company_ca() {
     let bundle = pki.path().join("tls");
     let root_pem = company_bundle(&bundle);
     let dir = bundle.to_str().unwrap();
-    let b = Berth::start_with(&["--tls", "bundle", "--tls-dir", dir]);
+    let storage = tempfile::tempdir().unwrap();
+    let storage = storage.path().to_str().unwrap();
+    let args = [
+        "--tls",
+        "bundle",
+        "--tls-dir",
+        dir,
+        "--storage-dir",
+        storage,
+    ];
+    let b = Berth::start_opts(&args, FAST_RAFT);
     assert_eq!(b.ready["tls"], true);
+    assert_eq!(b.ready["ca_sha256"], fingerprint(&root_pem).as_str());
     assert_eq!(
         fetch_ca(&b.url).await,
         root_pem,
@@ -192,6 +203,29 @@ async fn a_company_bundle_is_served_and_chains_to_the_company_ca() {
     let trusting = client_trusting(&root_pem);
     push_and_pull(&trusting, &b.url, &b.url, "tls/bundle").await;
     assert!(support::client().get(b.at("/v2/")).send().await.is_err());
+
+    // A second replica with the same bundle joins: replicas trust the company root, so the
+    // token needs no fingerprint (the cluster stores no CA of its own).
+    let root_file = bundle.join("ca.pem");
+    let (ok, token, err) = berth_cli(&[
+        "join-token",
+        "--url",
+        &b.url,
+        "--ca-file",
+        root_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "join-token: {err}");
+    let token = token.trim();
+    assert!(
+        !token.contains('.'),
+        "no cluster CA, no fingerprint: {token}"
+    );
+    let mut join_args = args.to_vec();
+    join_args.extend(["--join", &b.url, "--join-token", token]);
+    let second = Berth::start_opts(&join_args, FAST_RAFT);
+    settled(&trusting, &[&b, &second]).await;
+    push_and_pull(&trusting, &second.url, &b.url, "tls/bundle-cluster").await;
+    drop(second);
 
     // A bundle whose certificate another CA issued is refused at start, with the reason.
     let other = tempfile::tempdir().unwrap();
