@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a replica of the registry.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a new token that admits replicas to the cluster (`berth serve --join`).
     JoinToken(JoinTokenArgs),
     /// List the replicas of the cluster.
@@ -225,6 +225,9 @@ pub struct AdminArgs {
     /// A file holding the password (first line); default: BERTH_PASSWORD, else a prompt.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for https URLs, e.g. the cluster's `/ca.pem`.
+    #[arg(long, value_name = "FILE", env = "BERTH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Flags of `berth join-token`.
@@ -304,6 +307,17 @@ pub struct ServeArgs {
     /// A file holding the join token, instead of --join-token.
     #[arg(long, value_name = "FILE", group = "join_secret")]
     pub join_token_file: Option<PathBuf>,
+    /// TLS: off (plain HTTP, the default), auto (Berth's own cluster CA, served at /ca.pem) or
+    /// bundle (ca.pem, cert.pem, key.pem from --tls-dir).
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<String>,
+    /// The TLS bundle's directory (default <data-dir>/tls); written by Berth with --tls auto.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// A name (DNS name or IP address) for the server certificate with --tls auto;
+    /// repeatable (default: the listen address, localhost and 127.0.0.1).
+    #[arg(long, value_name = "NAME")]
+    pub san: Vec<String>,
     /// A file holding the first administrator's password (new cluster only); default:
     /// BERTH_ADMIN_PASSWORD, else a random one printed once.
     #[arg(long, value_name = "FILE")]

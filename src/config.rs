@@ -24,7 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "admin_password_file",
 ];
 /// Sections that `BERTH_<SECTION>__<FIELD>` may set.
-const ENV_SECTIONS: &[&str] = &["raft", "cluster", "auth", "limits", "log", "storage"];
+const ENV_SECTIONS: &[&str] = &["raft", "cluster", "auth", "limits", "log", "storage", "tls"];
 
 /// The effective configuration of `berth serve`.
 ///
@@ -66,6 +66,15 @@ pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.join_token_file {
         fig = fig.merge(Serialized::default("cluster.join_token_file", v));
+    }
+    if let Some(v) = &args.tls {
+        fig = fig.merge(Serialized::default("tls.mode", v));
+    }
+    if let Some(v) = &args.tls_dir {
+        fig = fig.merge(Serialized::default("tls.dir", v));
+    }
+    if !args.san.is_empty() {
+        fig = fig.merge(Serialized::default("tls.san", &args.san));
     }
     if let Some(v) = &args.admin_password_file {
         fig = fig.merge(Serialized::default("admin_password_file", v));
@@ -144,6 +153,25 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_flags_set_the_tls_section() {
+        let args = ServeArgs {
+            tls: Some("auto".into()),
+            tls_dir: Some("/etc/berth/tls".into()),
+            san: vec!["reg.example".into(), "10.0.0.5".into()],
+            ..ServeArgs::default()
+        };
+        let cfg = load(&args).unwrap();
+        assert_eq!(cfg.tls.mode, berth_registry::config::TlsMode::Auto);
+        assert_eq!(cfg.tls_dir(), Path::new("/etc/berth/tls"));
+        assert_eq!(cfg.tls.san, ["reg.example", "10.0.0.5"]);
+        let bad = ServeArgs {
+            tls: Some("maybe".into()),
+            ..ServeArgs::default()
+        };
+        assert!(load(&bad).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`policy`]: roles, grants and who may do what on a repository.
 //! - [`keys`] and [`token`]: ES256 signing keys and the JWTs signed with them.
 //! - [`throttle`]: slowing down failed logins.
+//! - [`tls`]: the cluster CA and server certificates, bundle checks, the listener's rustls config.
 
 pub mod keys;
 pub mod password;
@@ -13,3 +14,4 @@ pub mod policy;
 pub mod scope;
 pub mod throttle;
 pub mod token;
+pub mod tls;

@@ -23,16 +23,19 @@ mod repair;
 mod state_machine;
 mod types;
 
-pub use crate::command::{AccessCommand, ClusterCommand, MetaCommand, MetaResponse, Rejection};
+pub use crate::command::{
+    AccessCommand, ClusterCommand, MetaCommand, MetaResponse, Redacted, Rejection,
+};
 pub use crate::error::{MembershipError, MetaError, Result};
 pub use crate::identity::IDENTITY_FILE;
 pub use crate::log_store::{LogStore, LOG_DB_FILE};
 pub use crate::node::{
-    JoinOutcome, MetaNode, NodeConfig, NodeStatus, ReplicaInfo, Role, StartMode,
+    ca_fingerprint, JoinOutcome, MetaNode, NodeConfig, NodeStatus, PeerTls, ReplicaInfo, Role,
+    StartMode, CA_PEM_PATH,
 };
 pub use crate::reader::{
-    ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant, StoredKey, StoredManifest,
-    StoredUser, TeamRecord,
+    ClusterCa, ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant, StoredKey,
+    StoredManifest, StoredUser, TeamRecord,
 };
 pub use crate::repair::{emergency_repair, RepairReport};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};

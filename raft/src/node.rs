@@ -4,8 +4,10 @@
 //! Every wait here is bounded by `write_timeout_ms`: with no leader or no quorum, callers get
 //! [`MetaError::Unavailable`] instead of hanging. No HTTP registry semantics here.
 
+pub(crate) mod ca;
 pub(crate) mod membership;
 
+pub use ca::{ca_fingerprint, PeerTls, CA_PEM_PATH};
 pub use membership::{JoinOutcome, ReplicaInfo};
 
 use std::collections::BTreeMap;
@@ -25,7 +27,7 @@ use crate::identity::Identity;
 use crate::log_store::LogStore;
 use crate::network::client::{self, HttpNetworkFactory};
 use crate::network::{server, MAX_PAYLOAD_ENTRIES};
-use crate::reader::MetaReader;
+use crate::reader::{ClusterCa, MetaReader};
 use crate::state_machine::cluster::FIRST_REPLICA_ID;
 use crate::state_machine::StateMachineStore;
 use crate::types::{NodeId, Raft};
@@ -58,6 +60,8 @@ pub struct NodeConfig {
     pub logs_kept_after_snapshot: u64,
     /// Bound on [`MetaNode::propose`] and [`MetaNode::read_barrier`], in ms.
     pub write_timeout_ms: u64,
+    /// Plain HTTP or TLS between replicas, and which CA to trust.
+    pub peer_tls: PeerTls,
 }
 
 /// How a replica enters its cluster when its directory has no identity yet. A directory that
@@ -148,6 +152,10 @@ struct Inner {
     state_machine: StateMachineStore,
     reader: MetaReader,
     http: reqwest::Client,
+    /// The CA certificate `http` trusts, when replicas talk TLS.
+    peer_ca_pem: Option<String>,
+    /// The cluster CA received at admission, until the metadata holds it.
+    admitted_ca: Option<ClusterCa>,
     write_timeout: Duration,
     /// A leader that has not heard from a quorum for this long has lost it.
     quorum_timeout_ms: u64,
@@ -195,6 +203,7 @@ impl MetaNode {
         .map_err(|e| MetaError::Config(e.to_string()))?;
 
         tokio::fs::create_dir_all(&cfg.dir).await?;
+        let mut admitted_ca = None;
         let (identity, join_url) = match (Identity::load(&cfg.dir).await?, mode) {
             (Some(identity), StartMode::Join { url, .. }) => (identity, Some(url)),
             (Some(identity), StartMode::Create) => (identity, None),
@@ -204,10 +213,13 @@ impl MetaNode {
                 (identity, None)
             }
             (None, StartMode::Join { url, token }) => {
-                let identity =
-                    membership::request_admission(&url, &token, &cfg.advertise_url).await?;
+                let admitted =
+                    membership::request_admission(&url, &token, &cfg.advertise_url, &cfg.peer_tls)
+                        .await?;
+                let identity = admitted.identity;
                 identity.save(&cfg.dir).await?;
                 tracing::info!(replica_id = identity.replica_id, %url, "admitted to the cluster");
+                admitted_ca = admitted.cluster_ca;
                 (identity, Some(url))
             }
         };
@@ -217,7 +229,18 @@ impl MetaNode {
         let state_machine = StateMachineStore::open(&cfg.dir).await?;
         let reader = state_machine.reader().clone();
         let state_machine_handle = state_machine.clone();
-        let http = client::member_client(&identity.cluster_key)?;
+        let peer_ca_pem = match &cfg.peer_tls {
+            PeerTls::Off => None,
+            PeerTls::Ca(pem) => Some(pem.clone()),
+            PeerTls::ClusterCa { new_ca } => {
+                Some(match (reader.cluster_ca().await?, &admitted_ca) {
+                    (Some(stored), _) => stored.cert_pem,
+                    (None, Some(admitted)) => admitted.cert_pem.clone(),
+                    (None, None) => new_ca.clone(),
+                })
+            }
+        };
+        let http = client::member_client(&identity.cluster_key, peer_ca_pem.as_deref())?;
 
         let raft = Raft::new(
             id,
@@ -259,6 +282,8 @@ impl MetaNode {
                 state_machine: state_machine_handle,
                 reader,
                 http,
+                peer_ca_pem,
+                admitted_ca,
                 write_timeout: Duration::from_millis(cfg.write_timeout_ms),
                 quorum_timeout_ms: cfg.election_timeout_max_ms,
                 leader_changes,

@@ -9,7 +9,7 @@ mod access;
 mod cluster;
 
 pub use access::{RepositoryRecord, StoredGrant, StoredKey, TeamRecord};
-pub use cluster::StoredUser;
+pub use cluster::{ClusterCa, StoredUser};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -21,8 +21,11 @@ pub struct Config {
     pub storage_dir: Option<PathBuf>,
     /// Options of storage backends (`[storage.s3]`).
     pub storage: StorageConfig,
-    /// The URL other replicas use to reach this one. Default: `http://<bound address>`.
+    /// The URL other replicas use to reach this one. Default: `http://<bound address>`
+    /// (`https://` with TLS on).
     pub advertise: Option<String>,
+    /// TLS of the listener and between replicas.
+    pub tls: TlsConfig,
     /// Raft timings and log compaction.
     pub raft: RaftConfig,
     /// How this replica enters its cluster on first start.
@@ -97,6 +100,37 @@ impl std::fmt::Debug for ClusterConfig {
             .field("join_token_file", &self.join_token_file)
             .finish_non_exhaustive()
     }
+}
+
+/// TLS settings. The mode is chosen when a cluster is created: every replica of a cluster uses
+/// the same one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// `off` (plain HTTP), `auto` (Berth's own cluster CA) or `bundle` (the operator's
+    /// certificates). Default `off`.
+    pub mode: TlsMode,
+    /// The bundle's directory: `ca.pem`, `cert.pem`, `key.pem`. Read in `bundle` mode; written
+    /// by Berth in `auto` mode. Default `<data_dir>/tls`.
+    pub dir: Option<PathBuf>,
+    /// Names (DNS names or IP addresses) of the server certificate Berth issues in `auto`
+    /// mode. Default: the listen address (unless it is a wildcard), `localhost` and
+    /// `127.0.0.1`. The advertise URL's host is always added.
+    pub san: Vec<String>,
+}
+
+/// How a replica serves and reaches its peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain HTTP.
+    #[default]
+    Off,
+    /// HTTPS with a server certificate from the cluster's own root CA, which Berth creates on
+    /// the cluster's first start, stores in the replicated metadata and serves at `/ca.pem`.
+    Auto,
+    /// HTTPS with the operator's bundle (`ca.pem`, `cert.pem`, `key.pem`).
+    Bundle,
 }
 
 /// Raft settings.
@@ -196,6 +230,7 @@ impl Default for Config {
             storage_dir: None,
             storage: StorageConfig::default(),
             advertise: None,
+            tls: TlsConfig::default(),
             raft: RaftConfig::default(),
             cluster: ClusterConfig::default(),
             auth: AuthConfig::default(),
@@ -358,7 +393,40 @@ impl Config {
                 )));
             }
         }
+        self.validate_tls()?;
         self.storage().map(|_| ())
+    }
+
+    /// Whether replicas must speak TLS to each other and to clients given the mode: a TLS
+    /// replica joins and advertises `https://` URLs, a plain one `http://` URLs.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = self.tls.mode != TlsMode::Off;
+        let scheme = if tls { "https://" } else { "http://" };
+        for (what, url) in [
+            ("cluster.join", &self.cluster.join),
+            ("advertise", &self.advertise),
+        ] {
+            if let Some(url) = url {
+                if !url.starts_with(scheme) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what} {url}: with tls.mode {:?} replicas are reached at {scheme} URLs",
+                        self.tls.mode
+                    )));
+                }
+            }
+        }
+        if self.tls.san.iter().any(|n| n.trim().is_empty()) {
+            return Err(ConfigError::Invalid("tls.san: a name is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The TLS bundle's directory: `tls.dir`, else `<data_dir>/tls`.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.tls
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tls"))
     }
 
     /// The join token, from `cluster.join_token` or the first line of `cluster.join_token_file`.
@@ -533,6 +601,22 @@ mod tests {
         assert!(cfg.validate().is_err());
         cfg.storage.s3.part_size_bytes = Some(16 << 20);
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_mode_and_url_schemes_must_agree() {
+        let mut cfg = Config::default();
+        cfg.cluster.join = Some("https://10.0.0.1:5000".into());
+        assert!(cfg.validate().is_err(), "https join without TLS");
+        cfg.tls.mode = TlsMode::Auto;
+        cfg.validate().unwrap();
+        cfg.advertise = Some("http://10.0.0.2:5000".into());
+        assert!(cfg.validate().is_err(), "http advertise with TLS");
+        cfg.advertise = Some("https://10.0.0.2:5000".into());
+        cfg.validate().unwrap();
+        cfg.tls.san = vec![" ".into()];
+        assert!(cfg.validate().is_err());
+        assert_eq!(cfg.tls_dir(), PathBuf::from("berth-data/tls"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod metrics;
 pub mod server;
 pub mod service;
 pub mod storage;
+mod tls;
 
 pub use app::App;
 pub use config::Config;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use berth_raft::network::RPC_PREFIX;
 use berth_raft::{JoinOutcome, MetaNode, NodeConfig, StartMode};
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::service::{AccessSettings, AdminBootstrap, Limits, Registry};
 use crate::storage::{self, Storage};
+use crate::tls;
 
 /// Why a replica could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,9 @@ pub enum StartupError {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// TLS material is missing, inconsistent or cannot be made.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What starting a replica found and did, for the binary to report.
@@ -71,6 +77,10 @@ pub struct StartReport {
     pub admin: Option<AdminBootstrap>,
     /// Where a generated administrator password was written.
     pub admin_password_file: Option<PathBuf>,
+    /// Whether the listener serves TLS.
+    pub tls: bool,
+    /// The SHA-256 fingerprint (hex) of the CA clients should trust, with TLS on.
+    pub ca_sha256: Option<String>,
 }
 
 /// A started replica: serving HTTP (the API and the replica RPC), a member of its cluster.
@@ -124,6 +134,7 @@ impl Server {
             }
             (None, _) => StartMode::Create,
         };
+        let tls = tls::prepare(cfg)?;
 
         let listener =
             TcpListener::bind(cfg.listen)
@@ -133,24 +144,33 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr().map_err(StartupError::Serve)?;
+        let scheme = if tls.enabled() { "https" } else { "http" };
         let advertise_url = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         let meta = MetaNode::start(
             NodeConfig {
                 dir: cfg.data_dir.join("raft"),
-                advertise_url,
+                advertise_url: advertise_url.clone(),
                 heartbeat_ms: cfg.raft.heartbeat_ms,
                 election_timeout_min_ms: cfg.raft.election_timeout_min_ms,
                 election_timeout_max_ms: cfg.raft.election_timeout_max_ms,
                 snapshot_after_logs: cfg.raft.snapshot_after_logs,
                 logs_kept_after_snapshot: cfg.raft.logs_kept_after_snapshot,
                 write_timeout_ms: cfg.raft.write_timeout_ms,
+                peer_tls: tls.peer_tls(),
             },
             mode,
         )
         .await?;
+        let tls = match tls::finish(tls, cfg, &meta, &advertise_url).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                let _ = meta.shutdown().await;
+                return Err(e);
+            }
+        };
         let blobs = storage.blobs().clone();
         let uploads = storage.uploads().clone();
         let limits = Limits {
@@ -173,21 +193,22 @@ impl Server {
         }
         let app =
             App::new(registry.clone(), storage, Metrics::new()).with_realm(cfg.auth.realm.clone());
-        let rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
+        let mut rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
+        if let Some(tls) = &tls {
+            rpc = rpc.merge(tls::ca_router(tls.ca_pem.clone()));
+        }
         let router = api::router(app, rpc);
 
         // Serve before joining: the leader replicates to this replica while adding it.
-        let (stop, mut stopped) = watch::channel(false);
-        let serving = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let (stop, stopped) = watch::channel(false);
+        let serving = match &tls {
+            Some(tls) => spawn_serve(
+                tls::TlsListener::new(listener, tls.config.clone()).map_err(StartupError::Serve)?,
+                router,
+                stopped,
+            ),
+            None => spawn_serve(listener, router, stopped),
+        };
         let joined = match meta.finish_join().await {
             Ok(joined) => joined,
             Err(e) => {
@@ -223,6 +244,8 @@ impl Server {
             joined,
             admin,
             admin_password_file,
+            tls: tls.is_some(),
+            ca_sha256: tls.map(|t| t.ca_sha256),
         };
         Ok(Server {
             addr,
@@ -282,6 +305,46 @@ impl Server {
             tracing::warn!(error = %e, "metadata node did not stop cleanly");
         }
         Ok(())
+    }
+}
+
+/// Serves `router` on `listener` until `stopped` turns true, then drains in-flight requests.
+fn spawn_serve<L>(
+    listener: L,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    ClientAddr: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            // Handlers see the peer address (the login throttle counts per address).
+            router.into_make_service_with_connect_info::<ClientAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    })
+}
+
+/// The peer address of a connection, plain or TLS, for handlers (`ConnectInfo<ClientAddr>`):
+/// the login throttle counts failures per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
     }
 }
 

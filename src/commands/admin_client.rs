@@ -23,10 +23,16 @@ impl AdminClient {
     /// No password can be found, or the HTTP client cannot be built.
     pub fn new(args: &AdminArgs) -> anyhow::Result<Self> {
         let password = password(args)?;
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = &args.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} holds no CA certificate", path.display()))?;
+            http = http.add_root_certificate(ca);
+        }
         Ok(AdminClient {
-            http: reqwest::Client::builder()
-                .build()
-                .context("building the HTTP client")?,
+            http: http.build().context("building the HTTP client")?,
             base: args.url.trim_end_matches('/').to_owned(),
             username: args.username.clone(),
             password,

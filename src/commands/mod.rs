@@ -15,7 +15,7 @@ use crate::cli::Command;
 /// Whatever made the command fail, for the user to read.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::JoinToken(args) => cluster::join_token(args).await,
         Command::Replicas(args) => cluster::replicas(args).await,
         Command::RemoveReplica(args) => cluster::remove_replica(args).await,

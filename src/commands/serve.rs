@@ -46,13 +46,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             file.display()
         );
     }
-    let ready = serde_json::json!({
+    let mut ready = serde_json::json!({
         "event": "ready",
         "http": addr.to_string(),
+        "tls": report.tls,
         "replica_id": report.replica_id,
         "cluster_id": report.cluster_id,
         "replicas": server.replica_count(),
     });
+    if let Some(fingerprint) = &report.ca_sha256 {
+        // Clients trust the CA served at /ca.pem after comparing it with this.
+        ready["ca_sha256"] = fingerprint.clone().into();
+        tracing::info!(ca_sha256 = %fingerprint, "clients trust the CA served at /ca.pem");
+    }
     // The one line scripts and tests wait for (port 0 picks the port).
     #[allow(clippy::print_stdout)]
     {

@@ -23,12 +23,16 @@ pub const ADMIN_PASSWORD: &str = "test-admin-password";
 pub struct Berth {
     child: Option<Child>,
     data: tempfile::TempDir,
+    /// A command that runs `berth` (e.g. `ip netns exec NS`); empty: run it directly.
+    wrapper: Vec<String>,
     extra_args: Vec<String>,
     envs: Vec<(String, String)>,
     /// This replica's id, from its readiness line.
     pub replica_id: u64,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when the readiness line says `"tls": true`.
     pub url: String,
+    /// The readiness line.
+    pub ready: serde_json::Value,
     /// The bound `127.0.0.1:PORT`.
     pub addr: String,
     log: PathBuf,
@@ -65,6 +69,7 @@ impl Berth {
         Berth {
             child: None,
             data,
+            wrapper: Vec::new(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             envs: envs
                 .iter()
@@ -72,9 +77,16 @@ impl Berth {
                 .collect(),
             replica_id: 0,
             url: String::new(),
+            ready: serde_json::Value::Null,
             addr: String::new(),
             log,
         }
+    }
+
+    /// Runs `berth` through `wrapper` (e.g. `ip netns exec NS`, which execs it in place).
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// The data directory.
@@ -101,7 +113,15 @@ impl Berth {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_berth"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--listen")
             .arg(listen)
@@ -142,8 +162,14 @@ impl Berth {
         let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
         assert_eq!(ready["event"], "ready", "{line}");
         self.addr = ready["http"].as_str().expect("http address").to_owned();
-        self.url = format!("http://{}", self.addr);
+        let scheme = if ready["tls"] == true {
+            "https"
+        } else {
+            "http"
+        };
+        self.url = format!("{scheme}://{}", self.addr);
         self.replica_id = ready["replica_id"].as_u64().expect("replica id");
+        self.ready = ready;
         self.child = Some(child);
         Ok(())
     }

@@ -88,8 +88,13 @@ impl TransportError {
     }
 }
 
-/// The HTTP client of a member: every request presents the cluster key.
-pub(crate) fn member_client(cluster_key: &str) -> Result<reqwest::Client, MetaError> {
+/// The HTTP client of a member: every request presents the cluster key. With `ca_pem`, peers
+/// are reached over HTTPS and trusted only if their certificate chains to that CA (the
+/// cluster CA), never the built-in web roots.
+pub(crate) fn member_client(
+    cluster_key: &str,
+    ca_pem: Option<&str>,
+) -> Result<reqwest::Client, MetaError> {
     let mut key = reqwest::header::HeaderValue::from_str(cluster_key)
         .map_err(|e| MetaError::Config(format!("cluster key: {e}")))?;
     key.set_sensitive(true);
@@ -97,15 +102,39 @@ pub(crate) fn member_client(cluster_key: &str) -> Result<reqwest::Client, MetaEr
         reqwest::header::HeaderName::from_static(CLUSTER_KEY_HEADER),
         key,
     )]);
-    reqwest::Client::builder()
+    builder(ca_pem)?
         .default_headers(headers)
         .build()
         .map_err(|e| MetaError::Config(format!("http client: {e}")))
 }
 
-/// The HTTP client of a replica that is not a member yet (admission only).
-pub(crate) fn plain_client() -> Result<reqwest::Client, MetaError> {
+/// The HTTP client of a replica that is not a member yet (admission only); `ca_pem` as for
+/// [`member_client`].
+pub(crate) fn plain_client(ca_pem: Option<&str>) -> Result<reqwest::Client, MetaError> {
+    builder(ca_pem)?
+        .build()
+        .map_err(|e| MetaError::Config(format!("http client: {e}")))
+}
+
+/// A client builder that trusts only `ca_pem` when given.
+fn builder(ca_pem: Option<&str>) -> Result<reqwest::ClientBuilder, MetaError> {
+    let builder = reqwest::Client::builder();
+    let Some(pem) = ca_pem else {
+        return Ok(builder);
+    };
+    let ca = reqwest::Certificate::from_pem(pem.as_bytes())
+        .map_err(|e| MetaError::Config(format!("cluster CA certificate: {e}")))?;
+    Ok(builder
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .https_only(true))
+}
+
+/// A client that accepts any certificate: only to fetch a member's CA certificate before it
+/// can be trusted, which the caller then checks against a fingerprint it already trusts.
+pub(crate) fn unverified_client() -> Result<reqwest::Client, MetaError> {
     reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
         .build()
         .map_err(|e| MetaError::Config(format!("http client: {e}")))
 }

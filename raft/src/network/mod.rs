@@ -13,7 +13,7 @@
 //! | `read-index`  | `null`                               | `Result<Option<LogId>, RaftError<CheckIsLeaderError>>` |
 //! | `status`      | `null`                               | `NodeStatus`                                  |
 //! | `membership`  | `MembershipCall` (add or remove)     | `Result<usize, MembershipError>`              |
-//! | `join`        | `AdmissionRequest` (token, address)  | `Result<Identity, MembershipError>`           |
+//! | `join`        | `AdmissionRequest` (token, address)  | `Result<Admission, MembershipError>` (identity, cluster CA) |
 //!
 //! Authentication: every route but `join` needs the cluster key in [`CLUSTER_KEY_HEADER`]
 //! (else 401); `join` needs a valid join token in its body.

@@ -27,9 +27,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::command::{MetaCommand, MetaResponse};
 use crate::error::MembershipError;
-use crate::identity::Identity;
 use crate::network::{CLUSTER_KEY_HEADER, RPC_BODY_LIMIT_BYTES};
-use crate::node::membership::{AdmissionRequest, MembershipCall};
+use crate::node::membership::{Admission, AdmissionRequest, MembershipCall};
 use crate::node::{MetaNode, NodeStatus};
 use crate::types::{LogId, NodeId, TypeConfig};
 
@@ -125,10 +124,11 @@ async fn membership(
     Json(node.change_membership(&call.change, call.forwarded).await)
 }
 
-/// Admits a new replica that shows a valid join token: answers its id and the cluster key.
+/// Admits a new replica that shows a valid join token: answers its id and the cluster key
+/// (and the cluster CA, if any).
 async fn join(
     State(node): State<MetaNode>,
     Json(req): Json<AdmissionRequest>,
-) -> Json<Result<Identity, MembershipError>> {
+) -> Json<Result<Admission, MembershipError>> {
     Json(node.admit(&req).await)
 }

@@ -3,7 +3,8 @@
 //!
 //! Joining takes two steps because a replica needs its id before its Raft node can start:
 //! 1. [`request_admission`]: the new replica shows a join token to any member, which checks
-//!    it against the replicated tokens and answers a fresh replica id and the cluster key;
+//!    it against the replicated tokens and answers a fresh replica id and the cluster key (and
+//!    the cluster CA, if any: see [`ca`](super::ca) for how a joiner learns to trust it);
 //! 2. [`MetaNode::finish_join`]: once the new replica serves the replica RPC, it asks to be
 //!    added; the leader adds it as a learner, waits until it has caught up (by log or by
 //!    snapshot), then makes it a voter.
@@ -15,11 +16,13 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
+use super::ca::{self, DiscoveryError, PeerTls};
 use super::{MetaNode, NodeStatus, Role};
 use crate::command::{ClusterCommand, MetaCommand, MetaResponse};
 use crate::error::{MembershipError, MetaError};
 use crate::identity::{self, Identity};
 use crate::network::client;
+use crate::reader::ClusterCa;
 use crate::types::NodeId;
 
 /// How long the leader waits for a new learner to catch up before giving up.
@@ -32,16 +35,40 @@ const ADMISSION_TIMEOUT: Duration = Duration::from_secs(60);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between retries of a membership step.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// Prefix of join tokens, so that they are recognizable in a secret store.
+/// Prefix of join tokens, so that they are recognizable in a secret store. A token may end in
+/// `.<CA fingerprint>` ([`ca`](super::ca)).
 const JOIN_TOKEN_PREFIX: &str = "berth-join-";
 
 /// Step 1 of a join: what the new replica sends to a member.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct AdmissionRequest {
-    /// The join token.
+    /// The join token (its secret part: without a CA fingerprint).
     pub token: String,
     /// The new replica's base URL, as the members will reach it.
     pub address: String,
+}
+
+/// Step 1 of a join: what the member answers. The identity's fields stay at the top level, so
+/// that the answer reads as before for a cluster without a CA.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Admission {
+    /// The new replica's identity (its id and the cluster key).
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// The cluster CA, so that the new replica can issue its server certificate before it
+    /// serves (the leader calls it over TLS while adding it). The joiner holds the cluster key
+    /// and receives the whole metadata anyway: this gives it nothing more, only sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<ClusterCa>,
+}
+
+/// What a joining replica learnt in step 1.
+pub(crate) struct Admitted {
+    /// Its identity.
+    pub identity: Identity,
+    /// The cluster CA, if the cluster has one (checked against the fingerprint of the token
+    /// with [`PeerTls::ClusterCa`]).
+    pub cluster_ca: Option<ClusterCa>,
 }
 
 /// A membership change, executed by the leader.
@@ -95,27 +122,61 @@ pub struct ReplicaInfo {
 }
 
 /// Step 1 of a join: asks the member at `url` to admit this replica with `token`, retrying
-/// while the member is unreachable or has no leader.
+/// while the member is unreachable or has no leader. With [`PeerTls::ClusterCa`], the member's
+/// CA is learnt through the token's fingerprint first.
 pub(crate) async fn request_admission(
     url: &str,
     token: &str,
     advertise_url: &str,
-) -> Result<Identity, MetaError> {
-    let http = client::plain_client()?;
+    tls: &PeerTls,
+) -> Result<Admitted, MetaError> {
+    let (secret, fingerprint) = ca::split_join_token(token);
     let request = AdmissionRequest {
-        token: token.to_owned(),
+        token: secret.to_owned(),
         address: advertise_url.to_owned(),
+    };
+    let mut trusted_ca_pem = match tls {
+        PeerTls::Off => None,
+        PeerTls::Ca(pem) => Some(pem.clone()),
+        PeerTls::ClusterCa { .. } if fingerprint.is_none() => {
+            return Err(MembershipError::Failed(
+                "joining a cluster with its own CA (--tls auto) needs a join token that carries \
+                 the CA fingerprint (TOKEN.FINGERPRINT, as `berth join-token` prints it)"
+                    .into(),
+            )
+            .into())
+        }
+        PeerTls::ClusterCa { .. } => None,
     };
     let deadline = tokio::time::Instant::now() + ADMISSION_TIMEOUT;
     loop {
-        let answer: Result<Result<Identity, MembershipError>, _> =
-            client::post_json(&http, url, "join", &request, Some(ADMISSION_TIMEOUT)).await;
-        let retry_reason = match answer {
-            Ok(Ok(identity)) => return Ok(identity),
-            Ok(Err(MembershipError::NoLeader)) => MembershipError::NoLeader.to_string(),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(e) if e.is_connect() => e.to_string(),
-            Err(e) => return Err(MembershipError::Failed(format!("asking {url}: {e}")).into()),
+        let retry_reason = match (&trusted_ca_pem, fingerprint) {
+            (None, Some(fp)) if matches!(tls, PeerTls::ClusterCa { .. }) => {
+                match ca::discover_ca(url, fp).await {
+                    Ok(pem) => {
+                        trusted_ca_pem = Some(pem);
+                        continue;
+                    }
+                    Err(DiscoveryError::Refused(e)) => return Err(e.into()),
+                    Err(DiscoveryError::Unreachable(reason)) => reason,
+                }
+            }
+            _ => {
+                let http = client::plain_client(trusted_ca_pem.as_deref())?;
+                let answer: Result<Result<Admission, MembershipError>, _> =
+                    client::post_json(&http, url, "join", &request, Some(ADMISSION_TIMEOUT)).await;
+                match answer {
+                    Ok(Ok(admission)) => {
+                        return admitted(admission, trusted_ca_pem, tls);
+                    }
+                    Ok(Err(MembershipError::NoLeader)) => MembershipError::NoLeader.to_string(),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(e) if e.is_connect() => e.to_string(),
+                    Err(e) => {
+                        return Err(MembershipError::Failed(format!("asking {url}: {e}")).into())
+                    }
+                }
+            }
         };
         if tokio::time::Instant::now() >= deadline {
             return Err(MembershipError::Failed(format!(
@@ -129,6 +190,33 @@ pub(crate) async fn request_admission(
     }
 }
 
+/// Checks that a cluster CA in the admission is the one the joiner verified.
+fn admitted(
+    admission: Admission,
+    trusted_ca_pem: Option<String>,
+    tls: &PeerTls,
+) -> Result<Admitted, MetaError> {
+    if let (PeerTls::ClusterCa { .. }, Some(trusted)) = (tls, &trusted_ca_pem) {
+        let same = admission
+            .cluster_ca
+            .as_ref()
+            .and_then(|ca| ca::ca_fingerprint(&ca.cert_pem))
+            .is_some_and(|fp| ca::ca_fingerprint(trusted).as_deref() == Some(fp.as_str()));
+        if !same {
+            return Err(MembershipError::Failed(
+                "the member admitted this replica but sent no cluster CA, or another one than \
+                 it serves"
+                    .into(),
+            )
+            .into());
+        }
+    }
+    Ok(Admitted {
+        identity: admission.identity,
+        cluster_ca: admission.cluster_ca,
+    })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -137,14 +225,18 @@ fn now_ms() -> i64 {
 
 impl MetaNode {
     /// Makes a new join token, valid for `ttl` (`None`: until the cluster is gone), and
-    /// returns it. Only its SHA-256 is stored.
+    /// returns it. Only its SHA-256 is stored. When the cluster has a CA, the token carries its
+    /// fingerprint ([`ca`](super::ca)).
     ///
     /// # Errors
     /// [`MetaError::Unavailable`] when the write cannot be committed.
     pub async fn create_join_token(&self, ttl: Option<Duration>) -> Result<String, MetaError> {
         let token = format!("{JOIN_TOKEN_PREFIX}{}", identity::random_hex(32));
         self.accept_join_token(&token, ttl).await?;
-        Ok(token)
+        Ok(match self.cluster_ca().await? {
+            Some(cluster_ca) => ca::with_fingerprint(&token, &cluster_ca),
+            None => token,
+        })
     }
 
     /// Accepts `token` (chosen by the operator, e.g. a deployment secret) as a join token for
@@ -161,7 +253,7 @@ impl MetaNode {
         let expires_at_ms =
             ttl.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
         self.propose(MetaCommand::Cluster(ClusterCommand::AddJoinToken {
-            token_sha256: identity::sha256_hex(token),
+            token_sha256: identity::sha256_hex(ca::split_join_token(token).0),
             created_at_ms: now,
             expires_at_ms,
         }))
@@ -169,11 +261,12 @@ impl MetaNode {
         Ok(())
     }
 
-    /// Step 1 of a join, on a member: checks the token and hands out a replica id.
+    /// Step 1 of a join, on a member: checks the token and hands out a replica id (with the
+    /// cluster CA, if any).
     pub(crate) async fn admit(
         &self,
         request: &AdmissionRequest,
-    ) -> Result<Identity, MembershipError> {
+    ) -> Result<Admission, MembershipError> {
         let unavailable = |e: MetaError| match e {
             MetaError::Unavailable => MembershipError::NoLeader,
             other => MembershipError::Failed(other.to_string()),
@@ -181,7 +274,10 @@ impl MetaNode {
         self.read_barrier().await.map_err(unavailable)?;
         let valid = self
             .reader()
-            .join_token_valid(&identity::sha256_hex(&request.token), now_ms())
+            .join_token_valid(
+                &identity::sha256_hex(ca::split_join_token(&request.token).0),
+                now_ms(),
+            )
             .await
             .map_err(unavailable)?;
         if !valid {
@@ -195,9 +291,13 @@ impl MetaNode {
         {
             MetaResponse::ReplicaId(replica_id) => {
                 tracing::info!(replica_id, address = %request.address, "admitted a new replica");
-                Ok(Identity {
-                    replica_id,
-                    ..self.identity().clone()
+                let cluster_ca = self.cluster_ca().await.map_err(unavailable)?;
+                Ok(Admission {
+                    identity: Identity {
+                        replica_id,
+                        ..self.identity().clone()
+                    },
+                    cluster_ca,
                 })
             }
             other => Err(MembershipError::Failed(format!(

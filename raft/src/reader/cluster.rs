@@ -1,7 +1,27 @@
-//! Reads of the cluster's own state and of users.
+//! Reads of the cluster's own state (join tokens, retired replicas, the CA) and of users.
+
+use serde::{Deserialize, Serialize};
 
 use super::MetaReader;
 use crate::error::MetaError;
+
+/// The cluster's root CA (`--tls auto`), as stored by
+/// [`ClusterCommand::SetClusterCa`](crate::ClusterCommand::SetClusterCa).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCa {
+    /// The CA certificate (PEM).
+    pub cert_pem: String,
+    /// The CA's private key (PEM). Secret: never printed.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A registry user as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +80,18 @@ impl MetaReader {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+
+    /// The cluster's root CA, if one was stored.
+    ///
+    /// # Errors
+    /// [`MetaError::Storage`] if SQLite fails.
+    pub async fn cluster_ca(&self) -> Result<Option<ClusterCa>, MetaError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT cert_pem, key_pem FROM cluster_ca WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(cert_pem, key_pem)| ClusterCa { cert_pem, key_pem }))
     }
 
     /// The user called `name`, if any.

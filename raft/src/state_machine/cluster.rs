@@ -1,8 +1,8 @@
-//! Applying [`ClusterCommand`]s: replica ids and join tokens.
+//! Applying [`ClusterCommand`]s: replica ids, join tokens and the cluster CA.
 
 use sqlx::SqliteConnection;
 
-use crate::command::{ClusterCommand, MetaResponse};
+use crate::command::{ClusterCommand, MetaResponse, Rejection};
 
 /// `settings` key of the highest replica id handed out so far.
 const KEY_LAST_REPLICA_ID: &str = "last_replica_id";
@@ -63,6 +63,22 @@ pub(super) async fn apply(
             .execute(&mut *conn)
             .await?;
             Ok(MetaResponse::Ok)
+        }
+        ClusterCommand::SetClusterCa { cert_pem, key_pem } => {
+            // Compare-and-set: the first CA stored stays the cluster's for good.
+            let set = sqlx::query(
+                "INSERT INTO cluster_ca (id, cert_pem, key_pem) VALUES (1, ?, ?) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(cert_pem)
+            .bind(&key_pem.0)
+            .execute(&mut *conn)
+            .await?;
+            Ok(if set.rows_affected() == 1 {
+                MetaResponse::Ok
+            } else {
+                MetaResponse::Rejected(Rejection::ClusterCaExists)
+            })
         }
     }
 }

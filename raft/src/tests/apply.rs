@@ -455,3 +455,31 @@ async fn a_batch_that_fails_in_storage_leaves_nothing_behind() {
     );
     assert_eq!(t.sm.applied_state().await.unwrap().0, before);
 }
+
+#[tokio::test]
+async fn set_cluster_ca_is_kept_by_the_first_proposer_only() {
+    use crate::{ClusterCa, ClusterCommand, Redacted};
+    let mut t = TestSm::new().await;
+    let r = t.sm.reader().clone();
+    assert_eq!(r.cluster_ca().await.unwrap(), None);
+    let set = |cert: &str, key: &str| {
+        MetaCommand::Cluster(ClusterCommand::SetClusterCa {
+            cert_pem: cert.to_owned(),
+            key_pem: Redacted(key.to_owned()),
+        })
+    };
+    assert_eq!(t.one(set("cert-1", "key-1")).await, MetaResponse::Ok);
+    assert_eq!(
+        t.one(set("cert-2", "key-2")).await,
+        MetaResponse::Rejected(Rejection::ClusterCaExists)
+    );
+    assert_eq!(
+        r.cluster_ca().await.unwrap(),
+        Some(ClusterCa {
+            cert_pem: "cert-1".into(),
+            key_pem: "key-1".into(),
+        })
+    );
+    // The key never shows in a command's Debug output (commands may be logged).
+    assert!(!format!("{:?}", set("c", "secret-key")).contains("secret-key"));
+}

@@ -28,6 +28,7 @@ fn config(dir: &Path, write_timeout_ms: u64) -> NodeConfig {
         snapshot_after_logs: 5,
         logs_kept_after_snapshot: 0,
         write_timeout_ms,
+        peer_tls: crate::PeerTls::Off,
     }
 }
 
@@ -205,11 +206,11 @@ async fn the_rpc_router_answers_forwarded_writes_read_index_votes_and_appends() 
         matches!(refused, Err(client::TransportError::Status(s)) if s == reqwest::StatusCode::UNAUTHORIZED),
         "{refused:?}"
     );
-    let wrong_key = client::member_client("not-the-key").unwrap();
+    let wrong_key = client::member_client("not-the-key", None).unwrap();
     assert!(client::read_index(&wrong_key, &addr).await.is_err());
     assert!(!node.reader().repository_exists(&repo("app")).await.unwrap());
 
-    let http = client::member_client(&node.identity().cluster_key).unwrap();
+    let http = client::member_client(&node.identity().cluster_key, None).unwrap();
     let written = client::forward_write(&http, &addr, &link("app", 1))
         .await
         .unwrap();

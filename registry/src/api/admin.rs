@@ -24,8 +24,6 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
@@ -40,6 +38,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::app::App;
+use crate::server::ClientAddr;
 use crate::service;
 
 mod directory;
@@ -61,8 +60,8 @@ pub fn router(app: App) -> Router<App> {
 async fn require_admin(State(app): State<App>, req: Request, next: Next) -> Response {
     let client = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0 .0.ip());
     let registry = app.registry();
     let principal = if let Some((user, password)) = basic_credentials(req.headers()) {
         registry.login(&user, &password, client).await

@@ -9,7 +9,7 @@
 //! The answer grants the part of the asked scopes the user holds (possibly nothing: the
 //! registry refuses later). Bad credentials get 401; repeated failures 429.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -25,6 +25,7 @@ use serde_json::json;
 use super::admin::basic_credentials;
 use super::error::ApiError;
 use crate::app::App;
+use crate::server::ClientAddr;
 use crate::service::{self, IssuedTokens};
 
 /// Largest form body accepted.
@@ -34,8 +35,8 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub async fn token(State(app): State<App>, req: Request) -> Response {
     let client = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|c| c.0 .0.ip());
     let (parts, body) = req.into_parts();
     let result = if parts.method == Method::POST {
         match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
