@@ -530,8 +530,13 @@ fn docker_verifies_the_cluster_ca_from_certs_d_on_a_non_loopback_host() {
         Err(reason) => return skip(&format!("no test host: {reason}")),
     };
     let listen = format!("{}:0", test_host.addr);
-    let mut b =
-        Berth::new(&["--tls", "auto"], &[]).wrapped(&["ip", "netns", "exec", &test_host.ns]);
+    // Access control on: the engine logs in over verified TLS and pushes with its token.
+    let mut b = Berth::new(&["--tls", "auto"], &[("BERTH_AUTH__ENABLED", "true")]).wrapped(&[
+        "ip",
+        "netns",
+        "exec",
+        &test_host.ns,
+    ]);
     b.try_spawn(&listen).unwrap();
     let host = b.addr.clone();
     assert!(host.starts_with(TEST_HOST_ADDR), "{host}");
@@ -557,7 +562,30 @@ fn docker_verifies_the_cluster_ca_from_certs_d_on_a_non_loopback_host() {
             return skip(&reason);
         }
     };
-    push_remove_pull(&image, &id);
+    let refused = run_cmd("docker", &["push", &image], DOCKER_TIMEOUT);
+    assert!(!refused.status.success(), "pushed without logging in");
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path().to_str().unwrap();
+    let login = run_ok(
+        "docker",
+        &[
+            "--config",
+            cfg,
+            "login",
+            &host,
+            "-u",
+            "admin",
+            "-p",
+            support::ADMIN_PASSWORD,
+        ],
+        DOCKER_TIMEOUT,
+    );
+    assert!(login.contains("Login Succeeded"), "{login}");
+    run_ok("docker", &["--config", cfg, "push", &image], DOCKER_TIMEOUT);
+    let _ = run_cmd("docker", &["rmi", "-f", &image, &id], DOCKER_TIMEOUT);
+    run_ok("docker", &["--config", cfg, "pull", &image], DOCKER_TIMEOUT);
+    assert_eq!(image_id(&image), id);
+    let _ = run_cmd("docker", &["rmi", "-f", &image, &id], DOCKER_TIMEOUT);
     drop(installed);
     b.kill();
     drop(test_host);

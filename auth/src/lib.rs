@@ -13,5 +13,5 @@ pub mod password;
 pub mod policy;
 pub mod scope;
 pub mod throttle;
-pub mod token;
 pub mod tls;
+pub mod token;

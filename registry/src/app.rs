@@ -11,6 +11,8 @@ pub struct App {
     storage: Storage,
     metrics: Metrics,
     realm: Option<String>,
+    /// `https` when this replica serves TLS: the scheme of URLs it derives from a request.
+    scheme: &'static str,
 }
 
 impl App {
@@ -21,7 +23,19 @@ impl App {
             storage,
             metrics,
             realm: None,
+            scheme: "http",
         }
+    }
+
+    /// The same state for a listener that serves TLS (`true`) or plain HTTP.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.scheme = if tls { "https" } else { "http" };
+        self
+    }
+
+    /// `https` or `http`: how clients reach this listener.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
     }
 
     /// The same state with a fixed token realm for challenges (else derived per request).

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_raft::network::RPC_PREFIX;
-use berth_raft::{JoinOutcome, MetaNode, NodeConfig, StartMode};
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
+use berth_raft::network::RPC_PREFIX;
+use berth_raft::{JoinOutcome, MetaNode, NodeConfig, StartMode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -191,8 +191,9 @@ impl Server {
                 "access control is OFF on a non-loopback address: anyone who reaches it can read, push and delete"
             );
         }
-        let app =
-            App::new(registry.clone(), storage, Metrics::new()).with_realm(cfg.auth.realm.clone());
+        let app = App::new(registry.clone(), storage, Metrics::new())
+            .with_realm(cfg.auth.realm.clone())
+            .with_tls(tls.is_some());
         let mut rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
         if let Some(tls) = &tls {
             rpc = rpc.merge(tls::ca_router(tls.ca_pem.clone()));
@@ -325,9 +326,9 @@ where
             router.into_make_service_with_connect_info::<ClientAddr>(),
         )
         .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
     })
 }
 

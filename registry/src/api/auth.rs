@@ -134,7 +134,7 @@ fn challenge(app: &App, parts: &Parts, scope: Option<&Scope>, denied: &AccessDen
     let realm = app
         .realm()
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}/auth/token", external_base(parts)));
+        .unwrap_or_else(|| format!("{}/auth/token", external_base(parts, app.scheme())));
     let mut value = format!(r#"Bearer realm="{realm}",service="{}""#, settings.service);
     if let Some(scope) = scope {
         value.push_str(&format!(r#",scope="{scope}""#));
@@ -152,9 +152,9 @@ fn challenge(app: &App, parts: &Parts, scope: Option<&Scope>, denied: &AccessDen
         .header(WWW_AUTHENTICATE, value)
 }
 
-/// `scheme://host[:port]` as the client addressed us, honouring a proxy's
-/// `X-Forwarded-Proto` / `X-Forwarded-Host`.
-pub fn external_base(parts: &Parts) -> String {
+/// `scheme://host[:port]` as the client addressed us (`scheme` is this listener's), honouring
+/// a proxy's `X-Forwarded-Proto` / `X-Forwarded-Host`.
+pub fn external_base(parts: &Parts, scheme: &str) -> String {
     let header = |name: &str| {
         parts
             .headers
@@ -163,7 +163,7 @@ pub fn external_base(parts: &Parts) -> String {
             .map(|v| v.split(',').next().unwrap_or(v).trim().to_owned())
             .filter(|v| !v.is_empty())
     };
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
+    let scheme = header("x-forwarded-proto").unwrap_or_else(|| scheme.to_owned());
     let host = header("x-forwarded-host")
         .or_else(|| {
             parts
@@ -211,7 +211,8 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(external_base(&parts), "http://reg.example:5000");
+        assert_eq!(external_base(&parts, "http"), "http://reg.example:5000");
+        assert_eq!(external_base(&parts, "https"), "https://reg.example:5000");
         let (parts, ()) = axum::http::Request::get("/v2/")
             .header("host", "10.0.0.1:5000")
             .header("x-forwarded-proto", "https")
@@ -219,6 +220,6 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(external_base(&parts), "https://registry.example");
+        assert_eq!(external_base(&parts, "http"), "https://registry.example");
     }
 }
