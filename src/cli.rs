@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
+pub use backup::{BackupArgs, RestoreArgs};
+
 /// Berth: a private, trusted, replicated container registry.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
@@ -28,6 +31,10 @@ pub enum Command {
     /// On a stopped replica whose cluster lost its majority for good: make it a one-replica
     /// cluster with its data, which new replicas can join.
     EmergencyRepair(EmergencyRepairArgs),
+    /// Write an encrypted backup of all metadata of a running cluster to stdout.
+    Backup(BackupArgs),
+    /// Build a new one-replica cluster from a backup read on stdin, in an empty data directory.
+    Restore(RestoreArgs),
 }
 
 /// How commands reach a running cluster's admin API.

@@ -2,7 +2,9 @@
 //! admin API.
 
 mod admin_client;
+mod backup;
 mod cluster;
+mod progress;
 mod repair;
 mod serve;
 
@@ -19,6 +21,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Replicas(args) => cluster::replicas(args).await,
         Command::RemoveReplica(args) => cluster::remove_replica(args).await,
         Command::EmergencyRepair(args) => repair::run(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

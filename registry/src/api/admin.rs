@@ -6,6 +6,7 @@
 //! | GET    | `/api/v0/replicas`        | list replicas: id, address, role, applied, answers |
 //! | DELETE | `/api/v0/replicas/{id}`   | remove a replica from the membership             |
 //! | POST   | `/api/v0/join-tokens`     | make a join token (`{"ttl_secs": N}`, 0: no expiry) |
+//! | POST   | `/api/v0/backup`          | stream a backup of all metadata (`api/backup.rs`) |
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/replicas", get(list_replicas))
         .route("/replicas/{id}", delete(remove_replica))
         .route("/join-tokens", post(create_join_token))
+        .route("/backup", post(super::backup::post_backup))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 

@@ -7,6 +7,7 @@
 //! service method each; errors become responses in `error.rs` and nowhere else.
 
 mod admin;
+mod backup;
 mod blob;
 pub mod error;
 mod health;

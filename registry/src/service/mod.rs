@@ -5,6 +5,7 @@
 //! `crate::api` turns them into responses.
 
 mod access;
+mod backup;
 mod blob;
 mod cluster;
 mod error;
@@ -19,6 +20,7 @@ use berth_raft::MetaNode;
 use crate::storage::{BlobStore, UploadStore};
 
 pub use access::{AdminBootstrap, ADMIN_USER};
+pub use backup::BackupDownload;
 pub use blob::{BlobRange, BlobStat};
 pub use error::Error;
 pub use listing::{Page, Referrers};
@@ -53,6 +55,8 @@ pub struct Registry {
     blobs: BlobStore,
     uploads: UploadStore,
     limits: Limits,
+    /// One backup at a time on this replica.
+    backups: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Registry {
@@ -63,6 +67,7 @@ impl Registry {
             blobs,
             uploads,
             limits,
+            backups: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
