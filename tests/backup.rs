@@ -713,3 +713,209 @@ fn newer_format(good: &[u8]) -> Vec<u8> {
     sealed.write_all(&plain).unwrap();
     sealed.finish().unwrap()
 }
+
+/// The figures of BENCHMARKS.md ("Backup and restore"), not a check: `cargo test --release
+/// --test backup -- --ignored --nocapture benchmark` (`BERTH_BENCH_TAGS` changes the count).
+/// One replica gets 100,000 tags (distinct manifests over 100 repositories, 64 PUTs at a
+/// time), then `berth backup` (encrypted, and unencrypted), `berth restore` (with the blob
+/// check) and the restored replica's first start are timed; peak memory is sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+async fn benchmark_backup_and_restore_of_100k_tags() {
+    use support::oci::{image_manifest, push_blob, put_manifest, OCI_MANIFEST};
+    let _serial = SERIAL.lock().await;
+    let tags: usize = std::env::var("BERTH_BENCH_TAGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    const REPOS: usize = 100;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let passphrase = write_passphrase(dir, PASSPHRASE);
+    let node = Berth::start();
+    let c = client();
+    let (config, layer) = (br#"{"bench":true}"#.to_vec(), b"bench layer".to_vec());
+    for r in 0..REPOS {
+        push_blob(&c, &node.url, &format!("bench/r{r}"), &config).await;
+        push_blob(&c, &node.url, &format!("bench/r{r}"), &layer).await;
+    }
+
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut puts = tokio::task::JoinSet::new();
+    for n in 0..tags {
+        let slot = Arc::clone(&slots).acquire_owned().await.unwrap();
+        let (c, url) = (c.clone(), node.url.clone());
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&image_manifest(&config, &[&layer])).unwrap();
+        manifest["annotations"] = serde_json::json!({ "n": n.to_string() });
+        let body = serde_json::to_vec(&manifest).unwrap();
+        puts.spawn(async move {
+            let repo = format!("bench/r{}", n % REPOS);
+            let res = put_manifest(&c, &url, &repo, &format!("t{n}"), OCI_MANIFEST, &body).await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+            drop(slot);
+        });
+        while let Some(done) = puts.try_join_next() {
+            done.unwrap();
+        }
+    }
+    while let Some(done) = puts.join_next().await {
+        done.unwrap();
+    }
+    let generated = started.elapsed();
+    let state_db = std::fs::metadata(node.data_dir().join("raft/state.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    let pass = passphrase.to_str().unwrap().to_owned();
+    let server = node.pid();
+    let mut rows = Vec::new();
+    let encrypted = dir.join("bench.bkp");
+    for (label, extra, out) in [
+        (
+            "backup, encrypted",
+            vec!["--passphrase-file", pass.as_str()],
+            &encrypted,
+        ),
+        (
+            "backup, --no-encryption",
+            vec!["--no-encryption"],
+            &dir.join("plain.bkp"),
+        ),
+    ] {
+        let mut args = vec!["backup", "--url", node.url.as_str()];
+        args.extend(extra);
+        let run = measured(&args, None, Some(out), server);
+        assert!(run.ok, "{label}: {}", run.output);
+        rows.push((label, run, std::fs::metadata(out).unwrap().len()));
+    }
+    let target = dir.join("restored");
+    let run = measured(
+        &[
+            "restore",
+            "--data-dir",
+            target.to_str().unwrap(),
+            "--storage-dir",
+            node.storage_dir().to_str().unwrap(),
+            "--passphrase-file",
+            &pass,
+        ],
+        Some(&encrypted),
+        None,
+        None,
+    );
+    assert!(run.ok, "restore: {}", run.output);
+    assert!(
+        run.output.contains("all 2 referenced blobs are in storage"),
+        "{}",
+        run.output
+    );
+    rows.push(("restore (with the blob check)", run, 0));
+    drop(node);
+
+    let mut restored = Berth::new(&[], &[]);
+    std::fs::create_dir_all(restored.data_dir().parent().unwrap()).unwrap();
+    std::fs::rename(&target, restored.data_dir()).unwrap();
+    let start = Instant::now();
+    restored.try_spawn("127.0.0.1:0").unwrap();
+    let first_start = start.elapsed();
+    let last = tags - 1;
+    let res = client()
+        .get(restored.at(&format!("/v2/bench/r{}/manifests/t{last}", last % REPOS)))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    eprintln!(
+        "\n{tags} tags in {REPOS} repositories, generated in {generated:.1?} ({:.0} PUT/s); \
+         state.db {} MiB",
+        tags as f64 / generated.as_secs_f64(),
+        state_db >> 20
+    );
+    eprintln!(
+        "| step | wall time | file size | peak RSS of the command | peak RSS of the server |"
+    );
+    eprintln!("|---|---|---|---|---|");
+    for (label, run, size) in rows {
+        eprintln!(
+            "| {label} | {:.2} s | {} | {} MiB | {} |",
+            run.elapsed.as_secs_f64(),
+            if size > 0 {
+                format!("{:.1} MiB", size as f64 / (1 << 20) as f64)
+            } else {
+                "-".to_owned()
+            },
+            run.peak_kib >> 10,
+            run.server_peak_kib
+                .map_or("-".to_owned(), |k| format!("{} MiB", k >> 10)),
+        );
+    }
+    eprintln!(
+        "| first start of the restored replica (to ready) | {:.2} s | - | - | - |",
+        first_start.as_secs_f64()
+    );
+}
+
+/// A command run by the benchmark: how long, how much memory.
+struct Measured {
+    ok: bool,
+    output: String,
+    elapsed: Duration,
+    /// Highest VmHWM seen of the command.
+    peak_kib: u64,
+    /// Highest VmRSS seen of `server` while the command ran.
+    server_peak_kib: Option<u64>,
+}
+
+/// `/proc/PID/status` field in KiB.
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Runs `berth ARGS` like [`berth_redirected`], sampling its peak memory and `server`'s.
+fn measured(
+    args: &[&str],
+    stdin: Option<&Path>,
+    stdout: Option<&Path>,
+    server: Option<u32>,
+) -> Measured {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(args)
+        .env("BERTH_PASSWORD", ADMIN_PASSWORD)
+        .stdin(stdin.map_or_else(Stdio::null, |p| {
+            Stdio::from(std::fs::File::open(p).unwrap())
+        }))
+        .stdout(stdout.map_or_else(Stdio::piped, |p| {
+            Stdio::from(std::fs::File::create(p).unwrap())
+        }))
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn berth");
+    let (mut peak_kib, mut server_peak_kib) = (0, None::<u64>);
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < LONG, "berth {args:?} did not finish");
+        peak_kib = peak_kib.max(proc_kib(child.id(), "VmHWM:").unwrap_or(0));
+        if let Some(rss) = server.and_then(|pid| proc_kib(pid, "VmRSS:")) {
+            server_peak_kib = Some(server_peak_kib.unwrap_or(0).max(rss));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Measured {
+        ok: out.status.success(),
+        output,
+        elapsed,
+        peak_kib,
+        server_peak_kib,
+    }
+}
