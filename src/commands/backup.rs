@@ -179,7 +179,8 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     check_blobs(&restored.blobs, &storage, &progress).await
 }
 
-/// A data directory may hold the blob storage directory, and a replica only with --replace.
+/// A data directory may hold the blob storage directory and empty directories; anything else
+/// (a replica, its files) only with --replace.
 fn check_target(data_dir: &Path, storage: &Path, replace: bool) -> anyhow::Result<()> {
     let entries = match std::fs::read_dir(data_dir) {
         Ok(entries) => entries,
@@ -191,7 +192,8 @@ fn check_target(data_dir: &Path, storage: &Path, replace: bool) -> anyhow::Resul
     for entry in entries {
         let entry = entry?;
         let path = std::fs::canonicalize(entry.path()).unwrap_or_else(|_| entry.path());
-        if path != storage {
+        let empty_dir = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+        if path != storage && !empty_dir {
             others.push(entry.file_name().to_string_lossy().into_owned());
         }
     }

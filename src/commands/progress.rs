@@ -56,10 +56,10 @@ impl Progress {
         let _ = err.flush();
     }
 
-    /// Ends the line, if one was drawn.
+    /// Ends the line, if one was drawn; the next `show` starts a new one.
     pub fn finish(&self) {
-        let drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.enabled && drawn.is_some() {
+        let mut drawn = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+        if self.enabled && drawn.take().is_some() {
             eprintln!();
         }
     }

@@ -229,7 +229,18 @@ async fn build(
     } else {
         None
     };
-    tokio::fs::rename(&replica_dir, target).await?;
+    if let Err(e) = tokio::fs::rename(&replica_dir, target).await {
+        if let Some(aside) = &replaced {
+            // Put the old replica back: the restore changes nothing after all.
+            if let Err(back) = tokio::fs::rename(aside, target).await {
+                tracing::error!(
+                    path = %aside.display(), error = %back,
+                    "cannot move the replaced replica back; it is still there"
+                );
+            }
+        }
+        return Err(e.into());
+    }
     db::sync_dir(parent).await?;
     if let Some(aside) = replaced {
         if let Err(e) = tokio::fs::remove_dir_all(&aside).await {
