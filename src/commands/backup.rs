@@ -59,6 +59,13 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let total = header("berth-backup-plaintext-bytes").parse::<u64>().ok();
 
     let progress = Progress::new();
+    let line = |written: u64| {
+        let of = total.map_or_else(String::new, |t| format!(" of ~{}", human_bytes(t)));
+        format!(
+            "backup: {}{of} ({rows} rows, {blobs} referenced blobs)",
+            human_bytes(written)
+        )
+    };
     let mut out = tokio::io::stdout();
     let mut written = 0u64;
     loop {
@@ -68,15 +75,12 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                     .await
                     .context("writing the backup to stdout")?;
                 written += chunk.len() as u64;
-                progress.show(|| {
-                    let of = total.map_or_else(String::new, |t| format!(" of ~{}", human_bytes(t)));
-                    format!(
-                        "backup: {}{of} ({rows} rows, {blobs} referenced blobs)",
-                        human_bytes(written)
-                    )
-                });
+                progress.show(|| line(written));
             }
-            Ok(None) => break,
+            Ok(None) => {
+                progress.show_now(|| line(written));
+                break;
+            }
             Err(e) => {
                 progress.finish();
                 bail!(
@@ -148,7 +152,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
                 )
             }),
             RestoreProgress::Installing => {
-                shown.show_now(|| "restore: building the replica".to_owned());
+                shown.show_now(|| "restore: the file is intact; building the replica".to_owned());
             }
         },
     )
@@ -239,6 +243,9 @@ async fn check_blobs(
     }
     let store = BlobStore::new(Layout::new(storage));
     let total = blobs.len();
+    let line = |checked: u64, missing: u64| {
+        format!("checking blobs in storage: {checked} of {total}, {missing} missing")
+    };
     let (mut checked, mut missing) = (0u64, Vec::new());
     let mut missing_count = 0u64;
     for digest in blobs.digests().context("reading the blob list")? {
@@ -255,10 +262,9 @@ async fn check_blobs(
             }
         }
         checked += 1;
-        progress.show(|| {
-            format!("checking blobs in storage: {checked} of {total}, {missing_count} missing")
-        });
+        progress.show(|| line(checked, missing_count));
     }
+    progress.show_now(|| line(checked, missing_count));
     progress.finish();
     if missing_count == 0 {
         #[allow(clippy::print_stdout)]
