@@ -111,6 +111,40 @@ async fn assert_manifest(base: &str, repo: &str, tag: &str, digest: &str) {
     );
 }
 
+/// GETs `repo:tag` and every blob its manifest names from `base`, checking each digest.
+async fn pull_over_http(base: &str, repo: &str, tag: &str) {
+    let res = client()
+        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{repo}:{tag}");
+    let digest = res.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = res.bytes().await.unwrap();
+    assert_eq!(support::oci::sha256(&body), digest, "{repo}:{tag}");
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    for blob in std::iter::once(&manifest["config"]).chain(layers) {
+        let blob_digest = blob["digest"].as_str().unwrap();
+        let res = client()
+            .get(format!("{base}/v2/{repo}/blobs/{blob_digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{repo}@{blob_digest}");
+        let bytes = res.bytes().await.unwrap();
+        assert_eq!(
+            support::oci::sha256(&bytes),
+            blob_digest,
+            "{repo}@{blob_digest}"
+        );
+    }
+}
+
 async fn admin_status(base: &str, user: &str, password: &str) -> StatusCode {
     client()
         .get(format!("{base}/api/v0/replicas"))
@@ -396,6 +430,11 @@ async fn a_cluster_backed_up_under_load_is_restored_and_joined_with_all_its_data
         admin_status(&urls[0], "admin", "not-the-old-password").await,
         StatusCode::UNAUTHORIZED
     );
+    // A whole pull over HTTP through a joined replica: manifest, config and layers, each
+    // hashing to its digest.
+    for (repo, tag, _) in &expected.http_images {
+        pull_over_http(&urls[2], repo, tag).await;
+    }
     for url in &urls {
         for (repo, tag, digest) in &expected.http_images {
             assert_manifest(url, repo, tag, digest).await;
