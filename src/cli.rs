@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
+pub use backup::{BackupArgs, RestoreArgs};
+
 /// Berth: a private, trusted, replicated container registry.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
@@ -40,6 +43,10 @@ pub enum Command {
     Repo(DirectoryArgs<RepoCommand>),
     /// List or rotate the token-signing keys.
     Key(DirectoryArgs<KeyCommand>),
+    /// Write an encrypted backup of all metadata of a running cluster to stdout.
+    Backup(BackupArgs),
+    /// Build a new one-replica cluster from a backup read on stdin, in an empty data directory.
+    Restore(RestoreArgs),
 }
 
 /// A directory command with the admin API connection.

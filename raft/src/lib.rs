@@ -8,9 +8,13 @@
 //! - [`LogStore`] (`log.db`) and [`StateMachineStore`] (`state.db`, `snapshots/`) implement
 //!   openraft's storage traits; they are public for tests and benchmarks.
 //!
+//! - [`backup`]: consistent, encrypted backups of all metadata from a running cluster, and
+//!   restoring a new cluster from one.
+//!
 //! This crate knows the metadata schema but not HTTP registry semantics: no OCI routes, no
 //! error JSON, no authentication decisions (ARCHITECTURE.md).
 
+pub mod backup;
 mod command;
 mod db;
 mod error;

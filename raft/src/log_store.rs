@@ -78,6 +78,19 @@ impl LogStore {
         })
     }
 
+    /// Closes the connections, for offline tools that hold the only handle (so that the
+    /// files can be moved afterwards).
+    ///
+    /// # Errors
+    /// [`MetaError::Config`] when another handle still exists; SQLite errors on close.
+    pub(crate) async fn close(self) -> Result<(), MetaError> {
+        self.inner.readers.close().await;
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| MetaError::Config("the log store is still in use".to_owned()))?;
+        inner.writer.into_inner().close().await?;
+        Ok(())
+    }
+
     async fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, MetaLogError> {
         let row: Option<(String,)> = sqlx::query_as("SELECT value FROM log_meta WHERE key = ?")
             .bind(key)

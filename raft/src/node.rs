@@ -452,6 +452,16 @@ impl MetaNode {
         &self.inner.raft
     }
 
+    /// The state machine, for backups.
+    pub(crate) fn state_machine(&self) -> &StateMachineStore {
+        &self.inner.state_machine
+    }
+
+    /// The URL this replica advertises to its peers.
+    pub(crate) fn advertise_url(&self) -> &str {
+        &self.inner.advertise_url
+    }
+
     /// This replica's identity (id, cluster id, cluster key).
     pub(crate) fn identity(&self) -> &Identity {
         &self.inner.identity

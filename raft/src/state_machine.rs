@@ -52,7 +52,7 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 const SIDECAR_FILE: &str = "current.json";
 
 const KEY_LAST_APPLIED: &str = "last_applied";
-const KEY_MEMBERSHIP: &str = "membership";
+pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 
 /// The SQLite state machine. Cheap to clone: clones share the writer connection and are also
 /// its snapshot builders.
@@ -133,6 +133,30 @@ impl StateMachineStore {
     /// The read side of this state machine.
     pub fn reader(&self) -> &MetaReader {
         &self.inner.reader
+    }
+
+    /// Path of `state.db`.
+    pub(crate) fn db_path(&self) -> &Path {
+        &self.inner.db_path
+    }
+
+    /// The snapshot directory (also where backups keep their temporary copies).
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        &self.inner.snapshot_dir
+    }
+
+    /// Closes the store and its connections, for offline tools that hold the only handle
+    /// (so that its files can be moved afterwards).
+    ///
+    /// # Errors
+    /// [`MetaError::Config`] when another handle still exists; SQLite errors on close.
+    pub(crate) async fn close_connections(self) -> Result<(), MetaError> {
+        self.close().await;
+        self.inner.reader.close().await;
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| MetaError::Config("the state machine is still in use".to_owned()))?;
+        inner.writer.into_inner().close().await?;
+        Ok(())
     }
 
     /// Stops this store: waits for an apply, install or snapshot build in progress (openraft
@@ -418,7 +442,7 @@ async fn remove_if_exists(path: &Path) -> std::io::Result<()> {
 }
 
 /// A process-unique suffix for file names and snapshot ids (not used by apply).
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -442,7 +466,7 @@ fn snapshot_file_name(snapshot_id: &str) -> String {
     format!("snap-{safe}.db")
 }
 
-async fn read_applied_state(
+pub(crate) async fn read_applied_state(
     conn: &mut SqliteConnection,
 ) -> Result<(Option<LogId>, StoredMembership), MetaError> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM raft_state")
@@ -461,7 +485,7 @@ async fn read_applied_state(
     Ok((last_applied, membership))
 }
 
-async fn put_state<T: Serialize>(
+pub(crate) async fn put_state<T: Serialize>(
     conn: &mut SqliteConnection,
     key: &str,
     value: &T,

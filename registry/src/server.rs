@@ -218,6 +218,12 @@ impl Server {
                 return Err(e.into());
             }
         };
+        // A replica restored without an address records it before anyone can join.
+        if let Err(e) = meta.record_restored_address().await {
+            let _ = stop.send(true);
+            let _ = meta.shutdown().await;
+            return Err(e.into());
+        }
         if let (None, Some(token)) = (&cfg.cluster.join, &join_token) {
             // A token chosen by the operator for the replicas about to join this cluster.
             if let Err(e) = meta.accept_join_token(token, None).await {

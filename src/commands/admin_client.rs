@@ -74,6 +74,40 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// Sends `method` to `/api/v0/{path}` with a JSON body and answers the response once its
+    /// status is a success, for a body to be streamed.
+    ///
+    /// # Errors
+    /// The replica cannot be reached, or answered an error (its message is included).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/api/v0/{path}", self.base);
+        let res = self
+            .http
+            .request(method, &url)
+            .basic_auth(&self.username, Some(&self.password))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
+        let text = res.text().await.context("reading the answer")?;
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        bail!("{url} answered {status}: {message}")
+    }
+}
+
 fn password(args: &AdminArgs) -> anyhow::Result<String> {
     if let Some(path) = &args.password_file {
         let text = std::fs::read_to_string(path)

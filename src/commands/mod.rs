@@ -2,8 +2,10 @@
 //! admin API.
 
 mod admin_client;
+mod backup;
 mod cluster;
 mod directory;
+mod progress;
 mod repair;
 mod serve;
 
@@ -26,6 +28,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Grant(args) => directory::grant(args).await,
         Command::Repo(args) => directory::repo(args).await,
         Command::Key(args) => directory::key(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

@@ -86,6 +86,30 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    /// Stops every replica and removes its data directory; blob storage is kept.
+    pub fn destroy_replicas(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        // Each replica's temporary directory goes with it.
+        self.nodes.clear();
+    }
+
+    /// Starts the first replica of a new cluster on a data directory that `prepare` fills
+    /// first (as `berth restore` does), with `envs` on top of the cluster's; returns its index.
+    pub fn start_prepared(&mut self, envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> usize {
+        let storage = self.storage_dir().to_str().expect("utf-8").to_owned();
+        let mut all = self.env_refs();
+        all.extend_from_slice(envs);
+        let mut node = Berth::new(&["--storage-dir", &storage], &all);
+        prepare(&node.data_dir());
+        if let Err(e) = node.try_spawn("127.0.0.1:0") {
+            panic!("{e}");
+        }
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
     /// The replicas whose process runs.
     pub fn running(&self) -> impl Iterator<Item = &Berth> {
         self.nodes.iter().filter(|n| n.pid().is_some())

@@ -5,7 +5,7 @@ use sqlx::SqliteConnection;
 use crate::command::{ClusterCommand, MetaResponse, Rejection};
 
 /// `settings` key of the highest replica id handed out so far.
-const KEY_LAST_REPLICA_ID: &str = "last_replica_id";
+pub(crate) const KEY_LAST_REPLICA_ID: &str = "last_replica_id";
 /// `settings` key prefix of retired replica ids.
 pub(crate) const RETIRED_PREFIX: &str = "retired_replica:";
 /// The replica that creates a cluster has this id, so the first id handed out is the next one.

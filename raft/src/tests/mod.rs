@@ -2,6 +2,7 @@
 //! single-node `MetaNode` across a restart.
 
 mod apply;
+mod backup;
 mod node;
 mod snapshot;
 mod suite;

@@ -20,6 +20,7 @@
 //! | PATCH/DELETE | `/api/v0/repositories/{*name}`         | visibility (`{"public"}`) / delete |
 //! | GET    | `/api/v0/signing-keys`                       | key ids, oldest first              |
 //! | POST   | `/api/v0/signing-keys`                       | rotate: a new key signs from now   |
+//! | POST   | `/api/v0/backup`                             | stream a backup of all metadata (`api/backup.rs`) |
 
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/replicas/{id}", delete(remove_replica))
         .route("/join-tokens", post(create_join_token))
         .merge(directory::router())
+        .route("/backup", post(super::backup::post_backup))
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod blob;
 pub mod error;
 mod health;

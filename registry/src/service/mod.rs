@@ -5,6 +5,7 @@
 //! `crate::api` turns them into responses.
 
 mod access;
+mod backup;
 mod blob;
 mod cluster;
 mod directory;
@@ -21,6 +22,7 @@ use berth_raft::MetaNode;
 use crate::storage::{BlobStore, UploadStore};
 
 pub use access::{AdminBootstrap, ADMIN_USER};
+pub use backup::BackupDownload;
 pub use blob::{BlobRange, BlobStat};
 pub use directory::valid_name;
 pub use error::Error;
@@ -58,6 +60,8 @@ pub struct Registry {
     uploads: UploadStore,
     limits: Limits,
     access: std::sync::Arc<tokens::AccessState>,
+    /// One backup at a time on this replica.
+    backups: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Registry {
@@ -69,6 +73,7 @@ impl Registry {
             uploads,
             limits,
             access: std::sync::Arc::default(),
+            backups: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
