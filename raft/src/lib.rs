@@ -23,7 +23,9 @@ mod repair;
 mod state_machine;
 mod types;
 
-pub use crate::command::{AccessCommand, ClusterCommand, MetaCommand, MetaResponse, Rejection};
+pub use crate::command::{
+    AccessCommand, ClusterCommand, GcCommand, MetaCommand, MetaResponse, Rejection,
+};
 pub use crate::error::{MembershipError, MetaError, Result};
 pub use crate::identity::IDENTITY_FILE;
 pub use crate::log_store::{LogStore, LOG_DB_FILE};
@@ -31,8 +33,8 @@ pub use crate::node::{
     JoinOutcome, MetaNode, NodeConfig, NodeStatus, ReplicaInfo, Role, StartMode,
 };
 pub use crate::reader::{
-    ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant, StoredKey, StoredManifest,
-    StoredUser, TeamRecord,
+    GcPlan, LinkedBlob, ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant,
+    StoredKey, StoredManifest, StoredUser, TeamRecord,
 };
 pub use crate::repair::{emergency_repair, RepairReport};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};

@@ -2,6 +2,7 @@
 //! single-node `MetaNode` across a restart.
 
 mod apply;
+mod gc;
 mod node;
 mod snapshot;
 mod suite;
