@@ -11,6 +11,7 @@ pub struct App {
     storage: Storage,
     metrics: Metrics,
     realm: Option<String>,
+    gc: crate::service::GcOptions,
 }
 
 impl App {
@@ -21,7 +22,19 @@ impl App {
             storage,
             metrics,
             realm: None,
+            gc: crate::service::GcOptions::default(),
         }
+    }
+
+    /// The same state with these garbage collection settings (from `[gc]`).
+    pub fn with_gc(mut self, gc: crate::service::GcOptions) -> Self {
+        self.gc = gc;
+        self
+    }
+
+    /// The configured garbage collection settings; a request may override some.
+    pub fn gc_options(&self) -> crate::service::GcOptions {
+        self.gc
     }
 
     /// The same state with a fixed token realm for challenges (else derived per request).
@@ -43,6 +56,19 @@ impl App {
     /// The registry services.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Runs garbage collection once and counts it in the metrics.
+    ///
+    /// # Errors
+    /// As [`Registry::collect_garbage`].
+    pub async fn run_gc(
+        &self,
+        opts: crate::service::GcOptions,
+    ) -> crate::service::Result<crate::service::GcReport> {
+        let report = self.registry.collect_garbage(opts).await?;
+        self.metrics.record_gc(&report);
+        Ok(report)
     }
 
     /// Whether blob storage answers.

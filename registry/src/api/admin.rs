@@ -20,6 +20,8 @@
 //! | PATCH/DELETE | `/api/v0/repositories/{*name}`         | visibility (`{"public"}`) / delete |
 //! | GET    | `/api/v0/signing-keys`                       | key ids, oldest first              |
 //! | POST   | `/api/v0/signing-keys`                       | rotate: a new key signs from now   |
+//! | GET/POST | `/api/v0/gc`                               | last report / run (`{"dry_run","grace","untagged"}`) |
+//! | POST   | `/api/v0/fsck`                               | check linked blobs (`{"deep"}`)    |
 
 use std::time::Duration;
 
@@ -43,6 +45,7 @@ use crate::app::App;
 use crate::service;
 
 mod directory;
+mod gc;
 
 /// How long a join token admits replicas unless the request says otherwise: one day.
 const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -54,6 +57,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/replicas/{id}", delete(remove_replica))
         .route("/join-tokens", post(create_join_token))
         .merge(directory::router())
+        .merge(gc::router())
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 

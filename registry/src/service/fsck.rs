@@ -81,8 +81,13 @@ impl Registry {
             let page = reader.linked_blobs(after.as_ref(), PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.digest.clone());
-            let findings: Vec<Finding> = futures::stream::iter(page.iter())
-                .map(|blob| self.check_blob(&blob.digest, blob.size, deep))
+            let checks: Vec<(Digest, u64)> =
+                page.iter().map(|b| (b.digest.clone(), b.size)).collect();
+            let findings: Vec<Finding> = futures::stream::iter(checks)
+                .map(|(digest, size)| {
+                    let this = self.clone();
+                    async move { this.check_blob(&digest, size, deep).await }
+                })
                 .buffered(CONCURRENCY)
                 .try_collect()
                 .await?;

@@ -281,13 +281,16 @@ impl Registry {
         if claimed.is_empty() {
             return Ok(());
         }
-        let deleted: Vec<Result<Option<u64>>> = futures::stream::iter(claimed.iter())
-            .map(|digest| async move {
-                let Some(size) = self.blobs.stat(digest).await? else {
-                    return Ok(None);
-                };
-                self.blobs.delete(digest).await?;
-                Ok(Some(size))
+        let deleted: Vec<Result<Option<u64>>> = futures::stream::iter(claimed.clone())
+            .map(|digest| {
+                let blobs = self.blobs.clone();
+                async move {
+                    let Some(size) = blobs.stat(&digest).await? else {
+                        return Ok(None);
+                    };
+                    blobs.delete(&digest).await?;
+                    Ok(Some(size))
+                }
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
