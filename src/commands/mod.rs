@@ -4,6 +4,7 @@
 mod admin_client;
 mod cluster;
 mod directory;
+mod gc;
 mod repair;
 mod serve;
 
@@ -26,6 +27,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Grant(args) => directory::grant(args).await,
         Command::Repo(args) => directory::repo(args).await,
         Command::Key(args) => directory::key(args).await,
+        Command::Gc(args) => gc::gc(args).await,
+        Command::Fsck(args) => gc::fsck(args).await,
     }
 }
 
