@@ -24,7 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "admin_password_file",
 ];
 /// Sections that `BERTH_<SECTION>__<FIELD>` may set.
-const ENV_SECTIONS: &[&str] = &["raft", "cluster", "auth", "limits", "log", "storage"];
+const ENV_SECTIONS: &[&str] = &["raft", "cluster", "auth", "limits", "log", "storage", "gc"];
 
 /// The effective configuration of `berth serve`.
 ///
