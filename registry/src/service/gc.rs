@@ -342,3 +342,205 @@ fn elapsed_ms(started: Instant) -> u64 {
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The race between a GC deleting a blob and a push of the same bytes, driven step by
+    //! step: the GC's claim, storage delete and release are issued by hand around a push.
+
+    use std::time::Duration;
+
+    use berth_oci::{Digest, RepoName};
+    use berth_raft::{GcCommand, MetaCommand, MetaNode, MetaResponse, NodeConfig, StartMode};
+    use bytes::Bytes;
+
+    use crate::service::{Error, Limits, Registry};
+    use crate::storage::Storage;
+
+    const BYTES: &[u8] = b"a layer that GC is deleting";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        registry: Registry,
+        storage: Storage,
+        digest: Digest,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaNode::start(
+            NodeConfig {
+                dir: dir.path().join("raft"),
+                advertise_url: "http://127.0.0.1:9".to_owned(),
+                heartbeat_ms: 50,
+                election_timeout_min_ms: 150,
+                election_timeout_max_ms: 300,
+                snapshot_after_logs: 10_000,
+                logs_kept_after_snapshot: 100,
+                write_timeout_ms: 10_000,
+            },
+            StartMode::Create,
+        )
+        .await
+        .unwrap();
+        let storage = Storage::directory(dir.path().join("storage")).unwrap();
+        let registry = Registry::new(
+            meta,
+            storage.blobs().clone(),
+            storage.uploads().clone(),
+            Limits::default(),
+        );
+        let digest = Digest::sha256_of(BYTES);
+        // Garbage: pushed, then unlinked.
+        registry
+            .put_blob(&repo("old"), &digest, body())
+            .await
+            .unwrap();
+        registry.delete_blob(&repo("old"), &digest).await.unwrap();
+        Fixture {
+            _dir: dir,
+            registry,
+            storage,
+            digest,
+        }
+    }
+
+    fn repo(name: &str) -> RepoName {
+        RepoName::parse(name).unwrap()
+    }
+
+    fn body() -> futures::stream::Iter<std::vec::IntoIter<std::io::Result<Bytes>>> {
+        futures::stream::iter(vec![Ok(Bytes::from_static(BYTES))])
+    }
+
+    async fn gc(f: &Fixture, cmd: GcCommand) -> MetaResponse {
+        f.registry.meta.propose(MetaCommand::Gc(cmd)).await.unwrap()
+    }
+
+    /// Collects (links older than `cutoff_ms` go), then claims the fixture's digest.
+    async fn claim(f: &Fixture, cutoff_ms: i64) -> MetaResponse {
+        let now = crate::service::now_ms();
+        gc(
+            f,
+            GcCommand::Collect {
+                run: "run".into(),
+                cutoff_ms,
+                delete_untagged: false,
+                at_ms: now,
+            },
+        )
+        .await;
+        gc(
+            f,
+            GcCommand::Claim {
+                run: "run".into(),
+                blobs: vec![(f.digest.clone(), BYTES.len() as u64)],
+                at_ms: now,
+            },
+        )
+        .await
+    }
+
+    async fn release(f: &Fixture) {
+        let released = gc(
+            f,
+            GcCommand::Release {
+                run: "run".into(),
+                digests: vec![f.digest.clone()],
+                at_ms: crate::service::now_ms(),
+            },
+        )
+        .await;
+        assert_eq!(released, MetaResponse::Ok);
+    }
+
+    fn spawn_push(f: &Fixture) -> tokio::task::JoinHandle<crate::service::Result<u64>> {
+        let (registry, digest) = (f.registry.clone(), f.digest.clone());
+        tokio::spawn(async move { registry.put_blob(&repo("new"), &digest, body()).await })
+    }
+
+    #[tokio::test]
+    async fn a_push_that_stored_the_bytes_before_gc_deleted_them_is_not_acknowledged() {
+        let f = fixture().await;
+        let now = crate::service::now_ms();
+        assert_eq!(
+            claim(&f, now).await,
+            MetaResponse::GcClaimed(vec![f.digest.clone()])
+        );
+        // The push finds the bytes stored, then waits: its link is refused while claimed.
+        let push = spawn_push(&f);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !push.is_finished(),
+            "the link must wait for the claim to end"
+        );
+        // GC deletes the bytes the push relied on, then releases.
+        f.storage.blobs().delete(&f.digest).await.unwrap();
+        release(&f).await;
+        assert!(matches!(push.await.unwrap(), Err(Error::Unavailable)));
+        // The client retries the push: now it is stored, linked and served.
+        f.registry
+            .put_blob(&repo("new"), &f.digest, body())
+            .await
+            .unwrap();
+        let stat = f.registry.stat_blob(&repo("new"), &f.digest).await.unwrap();
+        assert_eq!(stat.size, BYTES.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_push_that_stores_the_bytes_after_gc_deleted_them_succeeds() {
+        let f = fixture().await;
+        let now = crate::service::now_ms();
+        assert_eq!(
+            claim(&f, now).await,
+            MetaResponse::GcClaimed(vec![f.digest.clone()])
+        );
+        f.storage.blobs().delete(&f.digest).await.unwrap();
+        let push = spawn_push(&f);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !push.is_finished(),
+            "the link must wait for the claim to end"
+        );
+        release(&f).await;
+        assert_eq!(push.await.unwrap().unwrap(), BYTES.len() as u64);
+        let stat = f.registry.stat_blob(&repo("new"), &f.digest).await.unwrap();
+        assert_eq!(stat.size, BYTES.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_push_linked_before_the_claim_keeps_the_blob() {
+        let f = fixture().await;
+        f.registry
+            .put_blob(&repo("new"), &f.digest, body())
+            .await
+            .unwrap();
+        // Linked within the grace period: the collect keeps the link, the claim skips it.
+        assert_eq!(claim(&f, 0).await, MetaResponse::GcClaimed(vec![]));
+        // A whole run (default grace) leaves it alone too, once the lease is free.
+        let report = f
+            .registry
+            .collect_garbage(super::GcOptions::default())
+            .await;
+        assert!(
+            matches!(report, Err(Error::Conflict(_))),
+            "run holds the lease"
+        );
+        gc(
+            &f,
+            GcCommand::Finish {
+                run: "run".into(),
+                report: "{}".into(),
+            },
+        )
+        .await;
+        let report = f
+            .registry
+            .collect_garbage(super::GcOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.blobs_deleted, 0);
+        assert_eq!(report.links_deleted, 0);
+        assert!(f.registry.stat_blob(&repo("new"), &f.digest).await.is_ok());
+    }
+}
