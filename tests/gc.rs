@@ -199,6 +199,9 @@ async fn untagged_manifests_go_only_with_the_delete_policy() {
     );
 }
 
+/// Blob pushes the registry asked to send again (GC deleted their bytes meanwhile).
+static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Pushes one image whose layer may be garbage GC is deleting right now; retries what the
 /// registry asks to retry (503). Returns whether the manifest was acknowledged.
 async fn push_racing(c: &Client, base: &str, repo: &str, tag: &str, layer: &[u8]) -> bool {
@@ -220,6 +223,7 @@ async fn push_racing(c: &Client, base: &str, repo: &str, tag: &str, layer: &[u8]
                     break;
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
+                    RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 other => panic!("blob push answered {other}"),
@@ -277,6 +281,11 @@ async fn pushes_of_blobs_gc_is_deleting_are_never_lost() {
     }
     let acknowledged = pusher.await.unwrap();
     assert!(runs > 0);
+    eprintln!(
+        "{runs} GC runs during {} acknowledged pushes; {} blob pushes retried",
+        acknowledged.len(),
+        RETRIED.load(std::sync::atomic::Ordering::Relaxed)
+    );
     assert!(
         acknowledged.len() >= layers.len() / 2,
         "too few pushes succeeded: {}",
@@ -367,4 +376,64 @@ async fn fsck_finds_missing_truncated_and_corrupt_blobs() {
         json!(4),
         "{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leader_runs_gc_on_the_configured_schedule() {
+    let b = Berth::start_opts(
+        &[],
+        &[("BERTH_GC__INTERVAL", "500ms"), ("BERTH_GC__GRACE", "0s")],
+    );
+    let c = client();
+    let d = push_blob(&c, &b.url, "gc/app", b"collected on schedule").await;
+    c.delete(b.at(&format!("/v2/gc/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while blob_file(&b, &d).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled run deleted {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = gc_cli(&b, &["--last"]);
+    assert_eq!(last["dry_run"], json!(false), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_on_s3_deletes_unreferenced_blobs_and_keeps_images() {
+    let Some(moto) = support::moto::Moto::start() else {
+        return;
+    };
+    let bucket = moto.bucket().await;
+    let url = format!("s3://{bucket}/registry");
+    let b = Berth::start_with_env(&["--storage-url", &url], &moto.berth_env());
+    let c = client();
+    push_image(&c, &b.url, "gc/app", "keep", "kept").await;
+    let dropped = push_image(&c, &b.url, "gc/app", "drop", "dropped").await;
+    c.delete(b.at(&format!("/v2/gc/app/manifests/{dropped}")))
+        .send()
+        .await
+        .unwrap();
+    let before = moto.keys(&bucket, "registry/blobs").await;
+    assert_eq!(before.len(), 4, "{before:?}");
+    let report = gc_cli(&b, &["--grace", "0s"]);
+    assert_eq!(report["blobs_deleted"], json!(2), "{report}");
+    let after = moto.keys(&bucket, "registry/blobs").await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    for gone in [
+        sha256(br#"{"seed":"dropped"}"#),
+        sha256(b"layer of dropped"),
+    ] {
+        let hex = gone.strip_prefix("sha256:").unwrap();
+        assert!(
+            !after.iter().any(|k| k.ends_with(hex)),
+            "{gone} left in {after:?}"
+        );
+    }
+    assert_image_pulls(&c, &b, "gc/app", "keep").await;
+    let (ok, out, err) = berth_cli(&["fsck", "--url", &b.url, "--deep"]);
+    assert!(ok, "{out} {err}");
 }
