@@ -437,3 +437,52 @@ async fn gc_on_s3_deletes_unreferenced_blobs_and_keeps_images() {
     let (ok, out, err) = berth_cli(&["fsck", "--url", &b.url, "--deep"]);
     assert!(ok, "{out} {err}");
 }
+
+/// Three replicas (serialized with the other cluster tests by the `cluster::` prefix).
+mod cluster {
+    use super::*;
+    use support::cluster::Cluster;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn gc_through_a_follower_frees_shared_storage_and_every_replica_knows_the_report() {
+        let cluster = Cluster::start(3);
+        cluster.settled().await;
+        let leader = cluster.leader().await;
+        let follower = (leader + 1) % 3;
+        let other = (leader + 2) % 3;
+        let c = client();
+        let (f, o) = (&cluster.nodes[follower], &cluster.nodes[other]);
+        push_image(&c, &f.url, "gc/app", "keep", "kept").await;
+        let dropped = push_image(&c, &o.url, "gc/app", "drop", "dropped").await;
+        let res = c
+            .delete(f.at(&format!("/v2/gc/app/manifests/{dropped}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+
+        let (ok, out, err) = berth_cli(&["gc", "--url", &f.url, "--grace", "0s"]);
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["blobs_deleted"], json!(2), "{report}");
+        for gone in [
+            sha256(br#"{"seed":"dropped"}"#),
+            sha256(b"layer of dropped"),
+        ] {
+            let hex = gone.strip_prefix("sha256:").unwrap();
+            let path = cluster
+                .storage_dir()
+                .join("blobs/sha256")
+                .join(&hex[..2])
+                .join(hex);
+            assert!(!path.exists(), "{gone} is still in storage");
+        }
+        for node in cluster.running() {
+            assert_image_pulls(&c, node, "gc/app", "keep").await;
+        }
+        let (ok, out, err) = berth_cli(&["gc", "--url", &o.url, "--last"]);
+        assert!(ok, "{err}");
+        let last: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(last["blobs_deleted"], json!(2), "{last}");
+    }
+}
