@@ -6,6 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use support::cluster::berth_cli;
@@ -485,4 +486,59 @@ mod cluster {
         let last: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(last["blobs_deleted"], json!(2), "{last}");
     }
+}
+
+/// Measures a run over 10,000 unreferenced blobs on each backend (for BENCHMARKS.md):
+/// `cargo test --release --test gc gc_of_10000 -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn gc_of_10000_unreferenced_blobs() {
+    const N: usize = 10_000;
+    // Directory: orphan files written straight into the layout (a crashed push leaves these).
+    let b = Berth::start();
+    for i in 0..N {
+        let bytes = format!("orphan {i}").into_bytes();
+        let path = blob_file(&b, &sha256(&bytes));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = gc_cli(&b, &["--grace", "0s"]);
+    assert_eq!(report["blobs_deleted"], json!(N), "{report}");
+    let ms = report["duration_ms"].as_u64().unwrap().max(1);
+    eprintln!(
+        "directory: {N} blobs in {ms} ms, {} blobs/s",
+        N as u64 * 1000 / ms
+    );
+
+    // S3 (moto): pushed over HTTP, then unlinked.
+    let Some(moto) = support::moto::Moto::start() else {
+        return;
+    };
+    let bucket = moto.bucket().await;
+    let url = format!("s3://{bucket}/registry");
+    let b = Berth::start_with_env(&["--storage-url", &url], &moto.berth_env());
+    let c = client();
+    let base = b.url.clone();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let (c, base) = (c.clone(), base.clone());
+            async move {
+                let d = push_blob(&c, &base, "gc/bench", format!("orphan {i}").as_bytes()).await;
+                c.delete(format!("{base}/v2/gc/bench/blobs/{d}"))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let report = gc_cli(&b, &["--grace", "0s"]);
+    assert_eq!(report["blobs_deleted"], json!(N), "{report}");
+    let ms = report["duration_ms"].as_u64().unwrap().max(1);
+    eprintln!(
+        "s3 (moto): {N} blobs in {ms} ms, {} blobs/s",
+        N as u64 * 1000 / ms
+    );
 }

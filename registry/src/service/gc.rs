@@ -226,7 +226,7 @@ impl Registry {
                 .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            self.delete_batch(run, page, opts.concurrency, report)
+            self.delete_batch(run, page, false, opts.concurrency, report)
                 .await?;
         }
         let mut listing = self.blobs.list();
@@ -242,25 +242,34 @@ impl Registry {
             batch.push((entry.digest, entry.size));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                self.delete_batch(run, full, opts.concurrency, report)
+                self.delete_batch(run, full, true, opts.concurrency, report)
                     .await?;
             }
         }
         if !batch.is_empty() {
-            self.delete_batch(run, batch, opts.concurrency, report)
+            self.delete_batch(run, batch, true, opts.concurrency, report)
                 .await?;
         }
         Ok(())
     }
 
     /// Claims a batch, deletes what was claimed from storage in parallel, releases it.
+    /// `listed`: the blobs were just seen in the storage listing with these sizes, so they are
+    /// deleted in bulk; otherwise (candidates from the metadata, perhaps gone already) each is
+    /// looked at first, so that only bytes actually freed are counted.
     async fn delete_batch(
         &self,
         run: &str,
         blobs: Vec<(Digest, u64)>,
+        listed: bool,
         concurrency: usize,
         report: &mut GcReport,
     ) -> Result<()> {
+        let sizes: std::collections::HashMap<Digest, u64> = if listed {
+            blobs.iter().cloned().collect()
+        } else {
+            std::collections::HashMap::new()
+        };
         let claimed = match self
             .meta
             .propose(MetaCommand::Gc(GcCommand::Claim {
@@ -279,6 +288,16 @@ impl Registry {
             other => return Err(unexpected(&other)),
         };
         if claimed.is_empty() {
+            return Ok(());
+        }
+        if listed {
+            let deleted = self.blobs.delete_many(&claimed, concurrency).await;
+            self.release(run, claimed.clone()).await?;
+            deleted?;
+            for digest in &claimed {
+                report.blobs_deleted += 1;
+                report.bytes_freed += sizes.get(digest).copied().unwrap_or(0);
+            }
             return Ok(());
         }
         let deleted: Vec<Result<Option<u64>>> = futures::stream::iter(claimed.clone())

@@ -136,6 +136,25 @@ impl ObjectBlobs {
         }
     }
 
+    /// Bulk deletes (S3 `DeleteObjects`, up to 1,000 keys a request).
+    pub(super) async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        let keys: Vec<object_store::Result<Key>> =
+            digests.iter().map(|d| Ok(self.keys.blob(d))).collect();
+        let results: Vec<object_store::Result<Key>> = self
+            .store
+            .delete_stream(futures::stream::iter(keys).boxed())
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {
         self.store
             .list(Some(&self.keys.blobs()))
