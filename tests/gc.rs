@@ -114,7 +114,7 @@ async fn gc_with_no_grace_deletes_exactly_the_unreferenced_blobs_and_kept_images
         assert!(blob_file(&b, d).exists(), "dry run deleted {d}");
     }
 
-    let report = gc_cli(&b, &["--grace", "0s"]);
+    let report = gc_cli(&b, &["--grace", "0"]);
     assert_eq!(report["dry_run"], json!(false));
     assert_eq!(report["blobs_deleted"], json!(3), "{report}");
     assert_eq!(report["bytes_freed"], json!(garbage_bytes), "{report}");

@@ -20,6 +20,11 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<()> {
         let mut body = Map::new();
         body.insert("dry_run".into(), json!(args.dry_run));
         if let Some(grace) = &args.grace {
+            let grace = if grace.trim() == "0" {
+                "0s"
+            } else {
+                grace.as_str()
+            };
             humantime::parse_duration(grace)
                 .with_context(|| format!("--grace {grace}: give a duration like 0s, 30m or 1h"))?;
             body.insert("grace".into(), json!(grace));

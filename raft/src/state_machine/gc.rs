@@ -25,9 +25,11 @@
 //! hour, [`TOMBSTONE_MS`]), far beyond the write timeout.
 //!
 //! Only one run claims at a time: `Collect` takes a lease (`settings.gc_run`) that `Finish`
-//! drops, and `Claim`/`Release` of another run are refused. A run that crashed leaves its lease
-//! to expire ([`GC_LEASE_MS`]); the next `Collect` turns its leftover `deleting` rows into
-//! tombstones (their bytes may or may not be gone).
+//! drops, and `Claim`/`Release` of another run are refused. Each `Claim` renews the lease. A
+//! run that crashed leaves its lease to expire ([`GC_LEASE_MS`] after its last claim); the next
+//! `Collect` turns its leftover `deleting` rows into tombstones (their bytes may or may not be
+//! gone). A run that stalls for an hour *between* a claim and its storage deletes and then
+//! resumes after another run took over is the one case this does not cover.
 //!
 //! Which manifests and links go is decided here, inside one apply, so that it is atomic with
 //! respect to pushes: [`plan`] is the same query for a dry run (read-only) and for `Collect`.
@@ -156,6 +158,8 @@ pub(super) async fn apply(
             if !is_current(conn, run).await? {
                 return Ok(MetaResponse::Rejected(Rejection::GcSuperseded));
             }
+            // A run that keeps claiming keeps its lease: only a run silent for an hour expires.
+            put_lease(conn, run, *at_ms).await?;
             let mut claimed = Vec::new();
             for (digest, size) in blobs {
                 let key = digest.to_string();
@@ -234,6 +238,23 @@ async fn lease(conn: &mut SqliteConnection) -> Result<Option<Lease>, sqlx::Error
         .transpose()
 }
 
+async fn put_lease(conn: &mut SqliteConnection, run: &str, at_ms: i64) -> Result<(), sqlx::Error> {
+    let lease = serde_json::to_string(&Lease {
+        run: run.to_owned(),
+        at_ms,
+    })
+    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES (?, ?) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(KEY_GC_RUN)
+    .bind(lease)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn is_current(conn: &mut SqliteConnection, run: &str) -> Result<bool, sqlx::Error> {
     Ok(lease(conn).await?.is_some_and(|l| l.run == run))
 }
@@ -250,19 +271,7 @@ async fn collect(
             return Ok(MetaResponse::Rejected(Rejection::GcBusy));
         }
     }
-    let lease = serde_json::to_string(&Lease {
-        run: run.to_owned(),
-        at_ms,
-    })
-    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES (?, ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(KEY_GC_RUN)
-    .bind(lease)
-    .execute(&mut *conn)
-    .await?;
+    put_lease(conn, run, at_ms).await?;
     // A crashed run's claims: their bytes may be gone, so linkers must check.
     sqlx::query(
         "UPDATE gc_candidates SET state = 'deleted', marked_at_ms = ? WHERE state = 'deleting'",

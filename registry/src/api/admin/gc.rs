@@ -60,7 +60,8 @@ async fn run_gc(State(app): State<App>, body: Bytes) -> Response {
     let mut opts = app.gc_options();
     opts.dry_run = request.dry_run;
     if let Some(grace) = &request.grace {
-        match humantime::parse_duration(grace) {
+        let text = if grace.trim() == "0" { "0s" } else { grace };
+        match humantime::parse_duration(text) {
             Ok(d) => opts.grace = d,
             Err(e) => {
                 return ApiError::from(service::Error::InvalidRequest(format!(
