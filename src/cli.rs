@@ -47,6 +47,12 @@ pub enum Command {
     Backup(BackupArgs),
     /// Build a new one-replica cluster from a backup read on stdin, in an empty data directory.
     Restore(RestoreArgs),
+    /// Delete the manifests and blobs nothing references, and abandoned uploads, now
+    /// (online: pushes and pulls go on). Prints the report as JSON.
+    Gc(GcArgs),
+    /// Check that storage holds every linked blob with its size (`--deep`: and its digest).
+    /// Prints the report as JSON; exits non-zero when a blob is missing or corrupt.
+    Fsck(FsckArgs),
 }
 
 /// A directory command with the admin API connection.
@@ -246,6 +252,37 @@ pub struct JoinTokenArgs {
     /// How long the token admits replicas (`30m`, `24h`, `7d`); `0` for no expiry.
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub ttl: String,
+}
+
+/// Flags of `berth gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Only report what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep what was pushed more recently than this (`0s`, `30m`, `1h`); default: `gc.grace`.
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// Untagged manifests: `keep` or `delete`; default: `gc.untagged`.
+    #[arg(long, value_name = "POLICY", value_parser = ["keep", "delete"])]
+    pub untagged: Option<String>,
+    /// Print the last finished run's report instead of running.
+    #[arg(long, conflicts_with_all = ["dry_run", "grace", "untagged"])]
+    pub last: bool,
+}
+
+/// Flags of `berth fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Also read every blob and recompute its digest.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 /// Flags of `berth replicas`.

@@ -24,7 +24,9 @@ const ENV_KEYS: &[&str] = &[
     "admin_password_file",
 ];
 /// Sections that `BERTH_<SECTION>__<FIELD>` may set.
-const ENV_SECTIONS: &[&str] = &["raft", "cluster", "auth", "limits", "log", "storage", "tls"];
+const ENV_SECTIONS: &[&str] = &[
+    "raft", "cluster", "auth", "limits", "log", "storage", "tls", "gc",
+];
 
 /// The effective configuration of `berth serve`.
 ///

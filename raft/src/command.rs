@@ -82,6 +82,59 @@ pub enum MetaCommand {
     Cluster(ClusterCommand),
     /// A change to who may use the registry (users).
     Access(AccessCommand),
+    /// A step of an online garbage collection run (see `state_machine/gc.rs`).
+    Gc(GcCommand),
+}
+
+/// The metadata steps of one garbage collection run. Every step but `Collect` names the run
+/// it belongs to and is refused (`Rejected(GcSuperseded)`) unless that run is the current one,
+/// so two runs never claim digests at the same time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GcCommand {
+    /// Starts run `run` (`Rejected(GcBusy)` while another run's lease is younger than an hour)
+    /// and, atomically: deletes the manifests nothing keeps (when `delete_untagged`: untagged,
+    /// not a child of a kept index, not a referrer of a kept manifest, created before
+    /// `cutoff_ms`), then the blob links created before `cutoff_ms` that no remaining manifest
+    /// of their repository references, and marks every digest left with no link at all as a
+    /// candidate. Answers [`MetaResponse::GcCollected`].
+    Collect {
+        /// The run's id (chosen by the proposer).
+        run: String,
+        /// Links and untagged manifests created before this (ms since the epoch) may go.
+        cutoff_ms: i64,
+        /// Whether untagged manifests are deleted (the `gc.untagged = "delete"` policy).
+        delete_untagged: bool,
+        /// When the run started (ms since the epoch).
+        at_ms: i64,
+    },
+    /// Claims blobs for deletion from storage: each digest that no repository links and that
+    /// is not already claimed becomes `deleting` (LinkBlob of it is refused until released).
+    /// Answers [`MetaResponse::GcClaimed`] with the digests claimed.
+    Claim {
+        /// The run.
+        run: String,
+        /// Digests with their sizes in bytes (as storage or the links said).
+        blobs: Vec<(Digest, u64)>,
+        /// When (ms since the epoch).
+        at_ms: i64,
+    },
+    /// Ends the claims of `digests` (their bytes were deleted, or the attempt failed): they
+    /// become tombstones.
+    Release {
+        /// The run.
+        run: String,
+        /// Digests claimed by this run.
+        digests: Vec<Digest>,
+        /// When (ms since the epoch).
+        at_ms: i64,
+    },
+    /// Ends the run: its lease is dropped and `report` (JSON) is kept as the last report.
+    Finish {
+        /// The run.
+        run: String,
+        /// The run's report as JSON text.
+        report: String,
+    },
 }
 
 /// Changes to the cluster's own bookkeeping. Membership itself is Raft's (membership entries),
@@ -289,6 +342,20 @@ pub enum MetaResponse {
     Rejected(Rejection),
     /// The replica id handed out by [`ClusterCommand::AllocateReplicaId`].
     ReplicaId(u64),
+    /// A [`MetaCommand::LinkBlob`] took effect, but garbage collection deleted that digest's
+    /// bytes lately: the proposer must check that storage still holds the blob.
+    LinkedAfterGc,
+    /// What [`GcCommand::Collect`] did.
+    GcCollected {
+        /// Manifests deleted.
+        manifests_deleted: u64,
+        /// Blob links deleted.
+        links_deleted: u64,
+        /// Digests marked as candidates (no link left).
+        candidates: u64,
+    },
+    /// The digests [`GcCommand::Claim`] claimed, in the order asked.
+    GcClaimed(Vec<Digest>),
 }
 
 /// Why a command was refused. Refusals change nothing.
@@ -320,6 +387,12 @@ pub enum Rejection {
     RepositoryUnknown,
     /// The cluster has a CA already ([`ClusterCommand::SetClusterCa`] lost the race).
     ClusterCaExists,
+    /// Garbage collection is deleting this blob from storage right now: retry shortly.
+    BlobDeleting,
+    /// Another garbage collection run holds the lease.
+    GcBusy,
+    /// The run is not the current garbage collection run any more.
+    GcSuperseded,
     /// A manifest refers to blobs not linked to its repository or to manifests absent from
     /// it. Both lists are sorted and without duplicates.
     MissingReferences {

@@ -28,7 +28,7 @@ mod state_machine;
 mod types;
 
 pub use crate::command::{
-    AccessCommand, ClusterCommand, MetaCommand, MetaResponse, Redacted, Rejection,
+    AccessCommand, ClusterCommand, GcCommand, MetaCommand, MetaResponse, Redacted, Rejection,
 };
 pub use crate::error::{MembershipError, MetaError, Result};
 pub use crate::identity::IDENTITY_FILE;
@@ -38,8 +38,8 @@ pub use crate::node::{
     StartMode, CA_PEM_PATH,
 };
 pub use crate::reader::{
-    ClusterCa, ManifestInfo, MetaReader, Referrer, RepositoryRecord, StoredGrant, StoredKey,
-    StoredManifest, StoredUser, TeamRecord,
+    ClusterCa, GcPlan, LinkedBlob, ManifestInfo, MetaReader, Referrer, RepositoryRecord,
+    StoredGrant, StoredKey, StoredManifest, StoredUser, TeamRecord,
 };
 pub use crate::repair::{emergency_repair, RepairReport};
 pub use crate::state_machine::{StateMachineStore, SNAPSHOT_DIR, STATE_DB_FILE};

@@ -7,9 +7,11 @@
 
 mod access;
 mod cluster;
+mod gc;
 
 pub use access::{RepositoryRecord, StoredGrant, StoredKey, TeamRecord};
 pub use cluster::{ClusterCa, StoredUser};
+pub use gc::{GcPlan, LinkedBlob};
 
 use std::collections::BTreeMap;
 use std::fmt;

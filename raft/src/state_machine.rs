@@ -18,6 +18,7 @@
 
 mod access;
 pub(crate) mod cluster;
+pub(crate) mod gc;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -568,6 +569,10 @@ pub(crate) async fn apply_command(
             size,
             at_ms,
         } => {
+            let gate = gc::link_gate(conn, &digest.to_string()).await?;
+            if matches!(gate, gc::LinkGate::Refuse) {
+                return Ok(MetaResponse::Rejected(Rejection::BlobDeleting));
+            }
             ensure_repository(conn, repo, *at_ms).await?;
             sqlx::query(
                 "INSERT INTO blob_links (repo, digest, size, created_at_ms) VALUES (?, ?, ?, ?) \
@@ -579,7 +584,10 @@ pub(crate) async fn apply_command(
             .bind(at_ms)
             .execute(&mut *conn)
             .await?;
-            Ok(MetaResponse::Ok)
+            Ok(match gate {
+                gc::LinkGate::Verify => MetaResponse::LinkedAfterGc,
+                gc::LinkGate::Link | gc::LinkGate::Refuse => MetaResponse::Ok,
+            })
         }
         MetaCommand::UnlinkBlob { repo, digest } => {
             let done = sqlx::query("DELETE FROM blob_links WHERE repo = ? AND digest = ?")
@@ -708,6 +716,7 @@ pub(crate) async fn apply_command(
         }
         MetaCommand::Cluster(cmd) => cluster::apply(conn, cmd).await,
         MetaCommand::Access(cmd) => access::apply(conn, cmd).await,
+        MetaCommand::Gc(cmd) => gc::apply(conn, cmd).await,
         MetaCommand::DeleteTag { repo, tag } => {
             let done = sqlx::query("DELETE FROM tags WHERE repo = ? AND tag = ?")
                 .bind(repo.as_str())

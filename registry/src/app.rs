@@ -13,6 +13,7 @@ pub struct App {
     realm: Option<String>,
     /// `https` when this replica serves TLS: the scheme of URLs it derives from a request.
     scheme: &'static str,
+    gc: crate::service::GcOptions,
 }
 
 impl App {
@@ -24,6 +25,7 @@ impl App {
             metrics,
             realm: None,
             scheme: "http",
+            gc: crate::service::GcOptions::default(),
         }
     }
 
@@ -36,6 +38,17 @@ impl App {
     /// `https` or `http`: how clients reach this listener.
     pub fn scheme(&self) -> &'static str {
         self.scheme
+    }
+
+    /// The same state with these garbage collection settings (from `[gc]`).
+    pub fn with_gc(mut self, gc: crate::service::GcOptions) -> Self {
+        self.gc = gc;
+        self
+    }
+
+    /// The configured garbage collection settings; a request may override some.
+    pub fn gc_options(&self) -> crate::service::GcOptions {
+        self.gc
     }
 
     /// The same state with a fixed token realm for challenges (else derived per request).
@@ -57,6 +70,19 @@ impl App {
     /// The registry services.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Runs garbage collection once and counts it in the metrics.
+    ///
+    /// # Errors
+    /// As [`Registry::collect_garbage`].
+    pub async fn run_gc(
+        &self,
+        opts: crate::service::GcOptions,
+    ) -> crate::service::Result<crate::service::GcReport> {
+        let report = self.registry.collect_garbage(opts).await?;
+        self.metrics.record_gc(&report);
+        Ok(report)
     }
 
     /// Whether blob storage answers.

@@ -43,6 +43,87 @@ pub struct Config {
     pub log: LogConfig,
     /// Seconds in-flight requests get to finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Garbage collection (`[gc]`).
+    pub gc: GcConfig,
+}
+
+/// Garbage collection: its policy and optional schedule. Durations are humantime strings
+/// (`"90s"`, `"1h"`, `"7days"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// How often the leader runs garbage collection; none: only when asked (`berth gc`).
+    /// Default none.
+    pub interval: Option<String>,
+    /// What was pushed, linked or written more recently than this is kept (a push under way).
+    /// Default `"1h"`.
+    pub grace: String,
+    /// Untagged manifests (not children of a kept index, not referrers of a kept manifest):
+    /// `"keep"` (default) or `"delete"`.
+    pub untagged: UntaggedPolicy,
+    /// Uploads started longer ago than this are removed. Default `"24h"`.
+    pub upload_max_age: String,
+    /// Storage deletions in flight at once. Default 16.
+    pub concurrency: usize,
+}
+
+/// What garbage collection does with untagged manifests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UntaggedPolicy {
+    /// Keep them (and what they reference).
+    #[default]
+    Keep,
+    /// Delete those nothing keeps.
+    Delete,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            grace: "1h".to_owned(),
+            untagged: UntaggedPolicy::Keep,
+            upload_max_age: "24h".to_owned(),
+            concurrency: 16,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The options of a run as configured.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a duration that does not parse.
+    pub fn options(&self) -> Result<crate::service::GcOptions, ConfigError> {
+        Ok(crate::service::GcOptions {
+            dry_run: false,
+            grace: duration("gc.grace", &self.grace)?,
+            delete_untagged: self.untagged == UntaggedPolicy::Delete,
+            upload_max_age: duration("gc.upload_max_age", &self.upload_max_age)?,
+            concurrency: self.concurrency.max(1),
+        })
+    }
+
+    /// The schedule, if any.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a duration that does not parse or is zero.
+    pub fn interval(&self) -> Result<Option<std::time::Duration>, ConfigError> {
+        let Some(text) = &self.interval else {
+            return Ok(None);
+        };
+        let every = duration("gc.interval", text)?;
+        if every.is_zero() {
+            return Err(ConfigError::Invalid("gc.interval must be positive".into()));
+        }
+        Ok(Some(every))
+    }
+}
+
+fn duration(field: &str, text: &str) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(text)
+        .map_err(|e| ConfigError::Invalid(format!("{field} {text:?}: {e}")))
 }
 
 /// Access control (the Docker token protocol).
@@ -239,6 +320,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             shutdown_grace_secs: 30,
+            gc: GcConfig::default(),
         }
     }
 }
@@ -366,6 +448,8 @@ impl Config {
         if self.limits.max_page_entries == 0 || self.limits.max_manifest_bytes == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
+        self.gc.options()?;
+        self.gc.interval()?;
         if self.storage_url.is_some() && self.storage_dir.is_some() {
             return Err(ConfigError::Invalid(
                 "give storage_url or storage_dir, not both".into(),

@@ -61,6 +61,17 @@ struct Inner {
     raft_purged_index: Gauge,
     raft_is_leader: Gauge,
     raft_leader_changes: Counter,
+    gc: GcCounters,
+}
+
+/// Totals of the garbage collection runs of this replica (dry runs excluded).
+#[derive(Default)]
+struct GcCounters {
+    runs: Counter,
+    manifests_deleted: Counter,
+    blobs_deleted: Counter,
+    bytes_freed: Counter,
+    uploads_removed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,6 +163,36 @@ impl Metrics {
             "Leader changes seen by this replica since it started",
             raft_leader_changes.clone(),
         );
+        let gc = GcCounters::default();
+        for (name, help, counter) in [
+            (
+                "gc_runs",
+                "Garbage collection runs finished (dry runs excluded)",
+                &gc.runs,
+            ),
+            (
+                "gc_manifests_deleted",
+                "Manifests deleted by garbage collection",
+                &gc.manifests_deleted,
+            ),
+            (
+                "gc_blobs_deleted",
+                "Blobs deleted from storage by garbage collection",
+                &gc.blobs_deleted,
+            ),
+            (
+                "gc_bytes_freed",
+                "Bytes of the blobs garbage collection deleted",
+                &gc.bytes_freed,
+            ),
+            (
+                "gc_uploads_removed",
+                "Abandoned uploads removed by garbage collection",
+                &gc.uploads_removed,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -167,8 +208,22 @@ impl Metrics {
                 raft_purged_index,
                 raft_is_leader,
                 raft_leader_changes,
+                gc,
             }),
         }
+    }
+
+    /// Counts a finished garbage collection run (dry runs are not counted).
+    pub fn record_gc(&self, report: &crate::service::GcReport) {
+        if report.dry_run {
+            return;
+        }
+        let gc = &self.inner.gc;
+        gc.runs.inc();
+        gc.manifests_deleted.inc_by(report.manifests_deleted);
+        gc.blobs_deleted.inc_by(report.blobs_deleted);
+        gc.bytes_freed.inc_by(report.bytes_freed);
+        gc.uploads_removed.inc_by(report.uploads_removed);
     }
 
     /// The text exposition (OpenMetrics text, which Prometheus reads), with the Raft figures

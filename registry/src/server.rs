@@ -191,9 +191,13 @@ impl Server {
                 "access control is OFF on a non-loopback address: anyone who reaches it can read, push and delete"
             );
         }
+        let gc_options = cfg.gc.options()?;
+        let gc_interval = cfg.gc.interval()?;
         let app = App::new(registry.clone(), storage, Metrics::new())
             .with_realm(cfg.auth.realm.clone())
-            .with_tls(tls.is_some());
+            .with_tls(tls.is_some())
+            .with_gc(gc_options);
+        let scheduled_app = app.clone();
         let mut rpc = axum::Router::new().nest(RPC_PREFIX, meta.rpc_router());
         if let Some(tls) = &tls {
             rpc = rpc.merge(tls::ca_router(tls.ca_pem.clone()));
@@ -210,6 +214,9 @@ impl Server {
             ),
             None => spawn_serve(listener, router, stopped),
         };
+        if let Some(every) = gc_interval {
+            tokio::spawn(scheduled_gc(scheduled_app, every, stop.subscribe()));
+        }
         let joined = match meta.finish_join().await {
             Ok(joined) => joined,
             Err(e) => {
@@ -359,6 +366,25 @@ fn flatten(res: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(
     match res {
         Ok(r) => r.map_err(StartupError::Serve),
         Err(e) => Err(StartupError::Serve(std::io::Error::other(e))),
+    }
+}
+
+/// Runs garbage collection every `every` while this replica is the leader (one replica runs
+/// it; the run's lease in the metadata keeps two from overlapping anyway), until `stop`.
+async fn scheduled_gc(app: App, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if app.registry().meta().status().role != berth_raft::Role::Leader {
+            continue;
+        }
+        if let Err(e) = app.run_gc(app.gc_options()).await {
+            tracing::warn!(error = %e, "scheduled garbage collection failed");
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod backup;
 mod cluster;
 mod directory;
 mod progress;
+mod gc;
 mod repair;
 mod serve;
 
@@ -30,6 +31,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Key(args) => directory::key(args).await,
         Command::Backup(args) => backup::backup(args).await,
         Command::Restore(args) => backup::restore(args).await,
+        Command::Gc(args) => gc::gc(args).await,
+        Command::Fsck(args) => gc::fsck(args).await,
     }
 }
 

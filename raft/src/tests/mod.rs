@@ -3,6 +3,7 @@
 
 mod apply;
 mod backup;
+mod gc;
 mod node;
 mod snapshot;
 mod suite;

@@ -21,6 +21,8 @@
 //! | GET    | `/api/v0/signing-keys`                       | key ids, oldest first              |
 //! | POST   | `/api/v0/signing-keys`                       | rotate: a new key signs from now   |
 //! | POST   | `/api/v0/backup`                             | stream a backup of all metadata (`api/backup.rs`) |
+//! | GET/POST | `/api/v0/gc`                               | last report / run (`{"dry_run","grace","untagged"}`) |
+//! | POST   | `/api/v0/fsck`                               | check linked blobs (`{"deep"}`)    |
 
 use std::time::Duration;
 
@@ -43,6 +45,7 @@ use crate::server::ClientAddr;
 use crate::service;
 
 mod directory;
+mod gc;
 
 /// How long a join token admits replicas unless the request says otherwise: one day.
 const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -55,6 +58,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/join-tokens", post(create_join_token))
         .merge(directory::router())
         .route("/backup", post(super::backup::post_backup))
+        .merge(gc::router())
         .route_layer(middleware::from_fn_with_state(app, require_admin))
 }
 

@@ -7,6 +7,9 @@ use berth_raft::{MetaCommand, MetaResponse, Rejection};
 use super::{Error, Registry, Result};
 use crate::storage::BlobReader;
 
+/// How long a push waits for garbage collection to finish deleting the digest it links.
+const GC_LINK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A blob as a repository sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobStat {
@@ -124,21 +127,50 @@ impl Registry {
     }
 
     /// Makes a stored, verified blob visible in `repo`.
+    ///
+    /// Garbage collection may be deleting the same digest from storage (see
+    /// `berth_raft`'s `state_machine/gc.rs`): while it does, the link is refused and retried
+    /// here for up to [`GC_LINK_WAIT`]; a link that commits after GC deleted that digest is
+    /// acknowledged only if storage still holds the blob. Otherwise the bytes written before
+    /// the link may be gone: the push fails with 503 and the client sends them again.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] as said, metadata failures.
     pub(super) async fn link_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let cmd = MetaCommand::LinkBlob {
-            repo: repo.clone(),
-            digest: digest.clone(),
-            size,
-            at_ms: super::now_ms(),
-        };
-        match self.meta.propose(cmd).await? {
-            MetaResponse::Ok => Ok(()),
-            other => Err(unexpected(&other)),
+        let deadline = tokio::time::Instant::now() + GC_LINK_WAIT;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let cmd = MetaCommand::LinkBlob {
+                repo: repo.clone(),
+                digest: digest.clone(),
+                size,
+                at_ms: super::now_ms(),
+            };
+            match self.meta.propose(cmd).await? {
+                MetaResponse::Ok => return Ok(()),
+                MetaResponse::LinkedAfterGc => {
+                    return match self.blobs.stat(digest).await? {
+                        Some(stored) if stored == size => Ok(()),
+                        _ => {
+                            tracing::warn!(%repo, %digest, "garbage collection deleted the blob while it was pushed; the client must send it again");
+                            Err(Error::Unavailable)
+                        }
+                    };
+                }
+                MetaResponse::Rejected(Rejection::BlobDeleting)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                MetaResponse::Rejected(Rejection::BlobDeleting) => return Err(Error::Unavailable),
+                other => return Err(unexpected(&other)),
+            }
         }
     }
 }

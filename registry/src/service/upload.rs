@@ -77,10 +77,12 @@ impl Registry {
     ) -> Result<MountOutcome> {
         if let Some(from) = from {
             match self.stat_blob(from, digest).await {
-                Ok(stat) => {
-                    self.link_blob(repo, digest, stat.size).await?;
-                    return Ok(MountOutcome::Mounted);
-                }
+                Ok(stat) => match self.link_blob(repo, digest, stat.size).await {
+                    Ok(()) => return Ok(MountOutcome::Mounted),
+                    // Garbage collection deleted the bytes under the mount: ask for them.
+                    Err(Error::Unavailable) => {}
+                    Err(other) => return Err(other),
+                },
                 Err(Error::BlobUnknown(_)) => {}
                 Err(other) => return Err(other),
             }

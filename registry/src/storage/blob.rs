@@ -149,6 +149,29 @@ impl BlobStore {
         }
     }
 
+    /// Removes many blobs (garbage collection): on S3 through bulk deletes, on a directory
+    /// `concurrency` files at a time. Blobs already gone are not an error.
+    ///
+    /// # Errors
+    /// The first storage failure other than "not found" (the other deletes are still tried).
+    pub async fn delete_many(&self, digests: &[Digest], concurrency: usize) -> Result<()> {
+        use futures::StreamExt;
+        match &self.backend {
+            Backend::Dir(b) => {
+                let results: Vec<Result<()>> = futures::stream::iter(digests.to_vec())
+                    .map(|d| {
+                        let b = b.clone();
+                        async move { b.delete(&d).await }
+                    })
+                    .buffer_unordered(concurrency.max(1))
+                    .collect()
+                    .await;
+                results.into_iter().collect()
+            }
+            Backend::Object(b) => b.delete_many(digests).await,
+        }
+    }
+
     /// Every blob in storage, in no particular order, streamed (for garbage collection and
     /// consistency checks; storage may hold millions).
     pub fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {

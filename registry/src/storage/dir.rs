@@ -331,6 +331,62 @@ impl DirUploads {
         Ok(())
     }
 
+    /// Sessions (`uploads/<id>/`, by their state's start, else the directory's time) and
+    /// monolithic uploads in progress (`uploads/<id>.whole`, by modification time) older than
+    /// `cutoff_ms` are removed (counted only, with `dry_run`).
+    pub(super) async fn remove_abandoned(&self, cutoff_ms: i64, dry_run: bool) -> Result<u64> {
+        let mut entries = match tokio::fs::read_dir(self.layout.uploads()).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (id, whole) = match name.strip_suffix(".whole") {
+                Some(stem) => (stem.parse::<UploadId>(), true),
+                None => (name.parse::<UploadId>(), false),
+            };
+            let Ok(id) = id else { continue };
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(i64::MAX, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                });
+            let started_ms = if whole {
+                modified_ms
+            } else {
+                self.state(&id)
+                    .await
+                    .map_or(modified_ms, |state| state.started_at_ms)
+            };
+            if started_ms >= cutoff_ms {
+                continue;
+            }
+            removed += 1;
+            if dry_run {
+                continue;
+            }
+            let done = if whole {
+                tokio::fs::remove_file(entry.path())
+                    .await
+                    .map_err(Error::from)
+            } else {
+                self.remove(&id).await
+            };
+            if let Err(e) = done {
+                removed -= 1;
+                tracing::warn!(upload = %id, error = %e, "could not remove an abandoned upload");
+            }
+        }
+        Ok(removed)
+    }
+
     /// Deletes the session's directory; a session already gone is not an error.
     pub(super) async fn remove(&self, id: &UploadId) -> Result<()> {
         let dir = self.layout.upload_dir(id);

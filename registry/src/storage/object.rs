@@ -136,6 +136,25 @@ impl ObjectBlobs {
         }
     }
 
+    /// Bulk deletes (S3 `DeleteObjects`, up to 1,000 keys a request).
+    pub(super) async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        let keys: Vec<object_store::Result<Key>> =
+            digests.iter().map(|d| Ok(self.keys.blob(d))).collect();
+        let results: Vec<object_store::Result<Key>> = self
+            .store
+            .delete_stream(futures::stream::iter(keys).boxed())
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn list(&self) -> BoxStream<'static, Result<BlobEntry>> {
         self.store
             .list(Some(&self.keys.blobs()))
@@ -831,6 +850,90 @@ impl ObjectUploads {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the uploads under `uploads/` started before `cutoff_ms` (counted only, with
+    /// `dry_run`): a session by its state (its multipart upload aborted), a monolithic upload
+    /// by its `whole.json` (its multipart upload at the blob's key aborted), anything else by
+    /// its objects' newest modification time.
+    pub(super) async fn remove_abandoned(&self, cutoff_ms: i64, dry_run: bool) -> Result<u64> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.keys.uploads()))
+            .await?;
+        let mut removed = 0;
+        for prefix in listed.common_prefixes {
+            let Some(Ok(id)) = prefix.filename().map(str::parse::<UploadId>) else {
+                continue;
+            };
+            match self.remove_if_abandoned(&id, cutoff_ms, dry_run).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(upload = %id, error = %e, "could not remove an abandoned upload");
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn remove_if_abandoned(
+        &self,
+        id: &UploadId,
+        cutoff_ms: i64,
+        dry_run: bool,
+    ) -> Result<bool> {
+        match self.state(id).await {
+            Ok(state) => {
+                if state.started_at_ms >= cutoff_ms {
+                    return Ok(false);
+                }
+                if !dry_run {
+                    self.remove(id, &state).await?;
+                }
+                return Ok(true);
+            }
+            Err(Error::UploadNotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let whole_key = self.keys.whole_state(id);
+        match self.store.get(&whole_key).await {
+            Ok(got) => {
+                let whole: WholeUpload = serde_json::from_slice(&got.bytes().await?)
+                    .map_err(|e| Error::CorruptState(e.to_string()))?;
+                if whole.started_at_ms >= cutoff_ms {
+                    return Ok(false);
+                }
+                if !dry_run {
+                    self.abort_quietly(&self.keys.blob(&whole.digest), &whole.multipart_id)
+                        .await;
+                    self.delete_quietly(&whole_key).await;
+                }
+                return Ok(true);
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.keys.upload_dir(id)))
+            .try_collect()
+            .await?;
+        let newest = objects
+            .iter()
+            .map(|m| m.last_modified.timestamp_millis())
+            .max();
+        match newest {
+            Some(t) if t < cutoff_ms => {
+                if !dry_run {
+                    for meta in &objects {
+                        self.delete_quietly(&meta.location).await;
+                    }
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

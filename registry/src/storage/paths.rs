@@ -102,6 +102,11 @@ impl Keys {
         self.key("blobs")
     }
 
+    /// `uploads/`: every upload.
+    pub fn uploads(&self) -> Key {
+        self.key("uploads")
+    }
+
     /// `uploads/<id>/`: every object of one upload.
     pub fn upload_dir(&self, id: &UploadId) -> Key {
         self.key(&format!("uploads/{id}"))

@@ -486,6 +486,34 @@ on_every_backend!(cancel_removes_the_session, |t| {
     assert!(t.leftover_uploads().await.is_empty());
 });
 
+on_every_backend!(abandoned_uploads_are_removed_by_age, |t| {
+    // Started at 1 ms after the epoch: abandoned long ago, with bytes (S3: a multipart upload).
+    let (old, _) = t.uploads().start(&repo(), 1).await.unwrap();
+    t.uploads()
+        .append(
+            &old,
+            None,
+            frames(&varied(2 * TEST_MIN_PART_BYTES + 3, 31), 512),
+        )
+        .await
+        .unwrap();
+    let (young, _) = t.uploads().start(&repo(), 5_000).await.unwrap();
+    assert_eq!(t.uploads().remove_abandoned(1_000, true).await.unwrap(), 1);
+    assert!(
+        t.uploads().state(&old).await.is_ok(),
+        "a dry run removes nothing"
+    );
+    assert_eq!(t.uploads().remove_abandoned(1_000, false).await.unwrap(), 1);
+    assert!(matches!(
+        t.uploads().state(&old).await,
+        Err(Error::UploadNotFound)
+    ));
+    assert!(t.uploads().state(&young).await.is_ok());
+    assert_eq!(t.uploads().remove_abandoned(1_000, false).await.unwrap(), 0);
+    t.uploads().cancel(&young).await.unwrap();
+    assert!(t.leftover_uploads().await.is_empty());
+});
+
 on_every_backend!(ranges_lists_and_deletes, |t| {
     let mut stored = BTreeSet::new();
     for (i, data) in [b"".to_vec(), b"x".to_vec(), varied(3000, 29)]

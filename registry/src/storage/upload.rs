@@ -252,6 +252,19 @@ impl UploadStore {
         Ok(())
     }
 
+    /// Removes the sessions, and the monolithic uploads in progress, started before
+    /// `cutoff_ms` (abandoned: garbage collection); on S3 their multipart uploads are aborted.
+    /// With `dry_run`, only counts them. Returns how many there were.
+    ///
+    /// # Errors
+    /// Storage failures while listing; a session that cannot be removed is logged and skipped.
+    pub async fn remove_abandoned(&self, cutoff_ms: i64, dry_run: bool) -> Result<u64> {
+        match &self.backend {
+            Backend::Dir(u) => u.remove_abandoned(cutoff_ms, dry_run).await,
+            Backend::Object(u) => u.remove_abandoned(cutoff_ms, dry_run).await,
+        }
+    }
+
     /// The session's state, if a chunk starting at `start` continues it.
     async fn state_at(&self, id: &UploadId, start: Option<u64>) -> Result<UploadState> {
         let state = self.state(id).await?;
