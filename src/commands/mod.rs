@@ -5,8 +5,8 @@ mod admin_client;
 mod backup;
 mod cluster;
 mod directory;
-mod progress;
 mod gc;
+mod progress;
 mod repair;
 mod serve;
 
