@@ -31,6 +31,7 @@ fn config(dir: &Path, advertise_url: &str) -> NodeConfig {
         snapshot_after_logs: 5,
         logs_kept_after_snapshot: 0,
         write_timeout_ms: 10_000,
+        peer_tls: crate::PeerTls::Off,
     }
 }
 

@@ -397,6 +397,7 @@ mod tests {
                 snapshot_after_logs: 10_000,
                 logs_kept_after_snapshot: 100,
                 write_timeout_ms: 10_000,
+                peer_tls: berth_raft::PeerTls::Off,
             },
             StartMode::Create,
         )
