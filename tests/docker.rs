@@ -321,3 +321,58 @@ fn docker_logs_in_once_and_pulls_through_every_replica() {
     );
     remove_images(&[&tag_a]);
 }
+
+/// Three replicas on S3 (a real moto server): the Docker engine pushes an image with a
+/// 200 MiB layer through one replica and pulls it through another; each replica's peak
+/// memory stays bounded, whatever the layer size.
+#[test]
+fn docker_pushes_a_200_mib_layer_to_three_replicas_on_s3() {
+    if !docker_available() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(moto) = support::moto::Moto::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bucket = runtime.block_on(moto.bucket());
+    let env = moto.berth_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let url = format!("s3://{bucket}/registry");
+    let cluster = support::cluster::Cluster::start_on(3, Some(&url), &env);
+    let (a, c) = (&cluster.nodes[0], &cluster.nodes[2]);
+
+    let dir = tempfile::tempdir().unwrap();
+    random_file(&dir.path().join("big.bin"), 200 * 1024 * 1024);
+    let tag_a = format!("{}/s3/big:1", a.addr);
+    build(dir.path(), &tag_a, "scratch", &["big.bin"]);
+    let id = image_id(&tag_a);
+    docker(&["push", &tag_a]);
+    let tag_c = format!("{}/s3/big:1", c.addr);
+    remove_images(&[&tag_a, &tag_c]);
+    docker(&["pull", &tag_c]);
+    assert_eq!(image_id(&tag_c), id);
+    remove_images(&[&tag_c]);
+
+    let keys = runtime.block_on(moto.keys(&bucket, "registry/blobs/"));
+    assert!(!keys.is_empty(), "no blob landed in the bucket");
+    for node in &cluster.nodes {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap())).unwrap();
+        let peak_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        eprintln!(
+            "replica {} peak memory: {} MiB",
+            node.replica_id,
+            peak_kib / 1024
+        );
+        assert!(
+            peak_kib < 200 * 1024,
+            "replica {} peaked at {peak_kib} KiB",
+            node.replica_id
+        );
+    }
+}

@@ -18,6 +18,8 @@ pub struct Cluster {
     /// The replicas, in the order they were started (index 0 created the cluster).
     pub nodes: Vec<Berth>,
     storage: tempfile::TempDir,
+    /// The storage flags every replica gets (`--storage-dir SHARED` unless told otherwise).
+    storage_args: Vec<String>,
     envs: Vec<(String, String)>,
 }
 
@@ -29,7 +31,20 @@ impl Cluster {
 
     /// Starts `n` replicas with the fast timings plus `envs`.
     pub fn start_with_env(n: usize, envs: &[(&str, &str)]) -> Cluster {
+        Self::start_on(n, None, envs)
+    }
+
+    /// Starts `n` replicas on the storage `--storage-url URL` names (`None`: a shared
+    /// directory), with the fast timings plus `envs`.
+    pub fn start_on(n: usize, storage_url: Option<&str>, envs: &[(&str, &str)]) -> Cluster {
         let storage = tempfile::tempdir().expect("shared storage dir");
+        let storage_args = match storage_url {
+            Some(url) => vec!["--storage-url".to_owned(), url.to_owned()],
+            None => vec![
+                "--storage-dir".to_owned(),
+                storage.path().to_str().expect("utf-8").to_owned(),
+            ],
+        };
         let envs: Vec<(String, String)> = FAST_RAFT
             .iter()
             .chain(envs)
@@ -38,10 +53,11 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             storage,
+            storage_args,
             envs,
         };
-        let storage = cluster.storage_dir().to_str().expect("utf-8").to_owned();
-        let first = Berth::start_opts(&["--storage-dir", &storage], &cluster.env_refs());
+        let args: Vec<&str> = cluster.storage_args.iter().map(String::as_str).collect();
+        let first = Berth::start_opts(&args, &cluster.env_refs());
         cluster.nodes.push(first);
         for _ in 1..n {
             cluster.add_replica();
@@ -70,18 +86,9 @@ impl Cluster {
             .url
             .clone();
         let token = join_token(&via);
-        let storage = self.storage_dir().to_str().expect("utf-8").to_owned();
-        let node = Berth::start_opts(
-            &[
-                "--storage-dir",
-                &storage,
-                "--join",
-                &via,
-                "--join-token",
-                &token,
-            ],
-            &self.env_refs(),
-        );
+        let mut args: Vec<&str> = self.storage_args.iter().map(String::as_str).collect();
+        args.extend(["--join", &via, "--join-token", &token]);
+        let node = Berth::start_opts(&args, &self.env_refs());
         self.nodes.push(node);
         self.nodes.len() - 1
     }
