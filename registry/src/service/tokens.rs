@@ -144,7 +144,7 @@ impl Registry {
             }))
             .await?;
         self.reload_keys().await?;
-        tracing::info!(%kid, "signing key rotated");
+        tracing::info!(%kid, "new token-signing key: it signs from now on");
         Ok(kid)
     }
 
