@@ -31,6 +31,9 @@ pub enum Command {
     /// On a stopped replica whose cluster lost its majority for good: make it a one-replica
     /// cluster with its data, which new replicas can join.
     EmergencyRepair(EmergencyRepairArgs),
+    /// Exit 0 when the replica at --url is healthy (`/health` answers 200), 1 otherwise: for
+    /// container health checks, where no shell or curl exists.
+    Healthcheck(HealthcheckArgs),
     /// Manage users.
     User(DirectoryArgs<UserCommand>),
     /// Manage organizations.
@@ -53,6 +56,25 @@ pub enum Command {
     /// Check that storage holds every linked blob with its size (`--deep`: and its digest).
     /// Prints the report as JSON; exits non-zero when a blob is missing or corrupt.
     Fsck(FsckArgs),
+}
+
+/// Flags of `berth healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Base URL of the replica.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BERTH_URL",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub url: String,
+    /// A CA certificate to trust for an https URL.
+    #[arg(long, value_name = "FILE", env = "BERTH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for the answer (`5s`, `500ms`).
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub timeout: String,
 }
 
 /// A directory command with the admin API connection.

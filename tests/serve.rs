@@ -188,3 +188,22 @@ fn an_unsupported_storage_url_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("storage_url"), "{err}");
 }
+
+/// `berth healthcheck` (for a container's HEALTHCHECK): exit 0 with the health JSON while
+/// the replica serves, non-zero once it is gone.
+#[test]
+fn healthcheck_exits_zero_only_for_a_healthy_replica() {
+    let mut b = Berth::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run_berth(&["healthcheck", "--url", &b.url], dir.path());
+    assert!(ok, "{err}");
+    let health: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(health["status"], "ok");
+    b.kill();
+    let (ok, _, err) = run_berth(
+        &["healthcheck", "--url", &b.url, "--timeout", "2s"],
+        dir.path(),
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot reach"), "{err}");
+}

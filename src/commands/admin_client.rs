@@ -23,16 +23,8 @@ impl AdminClient {
     /// No password can be found, or the HTTP client cannot be built.
     pub fn new(args: &AdminArgs) -> anyhow::Result<Self> {
         let password = password(args)?;
-        let mut http = reqwest::Client::builder();
-        if let Some(path) = &args.ca_file {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
-            let ca = reqwest::Certificate::from_pem(&pem)
-                .with_context(|| format!("{} holds no CA certificate", path.display()))?;
-            http = http.add_root_certificate(ca);
-        }
         Ok(AdminClient {
-            http: http.build().context("building the HTTP client")?,
+            http: http_client(args.ca_file.as_deref(), None)?,
             base: args.url.trim_end_matches('/').to_owned(),
             username: args.username.clone(),
             password,
@@ -106,6 +98,29 @@ impl AdminClient {
             .unwrap_or(text);
         bail!("{url} answered {status}: {message}")
     }
+}
+
+/// An HTTP client that also trusts the CA in `ca_file` (a Berth cluster CA or a company
+/// CA), with an overall `timeout` per request when given.
+///
+/// # Errors
+/// The CA file cannot be read or holds no certificate.
+pub(crate) fn http_client(
+    ca_file: Option<&std::path::Path>,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} holds no CA certificate", path.display()))?;
+        http = http.add_root_certificate(ca);
+    }
+    if let Some(t) = timeout {
+        http = http.timeout(t);
+    }
+    http.build().context("building the HTTP client")
 }
 
 fn password(args: &AdminArgs) -> anyhow::Result<String> {

@@ -6,6 +6,7 @@ mod backup;
 mod cluster;
 mod directory;
 mod gc;
+mod healthcheck;
 mod progress;
 mod repair;
 mod serve;
@@ -23,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Replicas(args) => cluster::replicas(args).await,
         Command::RemoveReplica(args) => cluster::remove_replica(args).await,
         Command::EmergencyRepair(args) => repair::run(args).await,
+        Command::Healthcheck(args) => healthcheck::run(args).await,
         Command::User(args) => directory::user(args).await,
         Command::Org(args) => directory::org(args).await,
         Command::Team(args) => directory::team(args).await,
