@@ -14,18 +14,13 @@ use std::time::{Duration, Instant};
 use age::secrecy::SecretString;
 use reqwest::StatusCode;
 use support::cluster::{berth_cli, Cluster};
-use support::oci::push_image;
+use support::oci::{assert_tag, push_image};
 use support::{client, external_tool, run_cmd, run_ok, Berth, ADMIN_PASSWORD};
 
 /// Clusters and the Docker engine take both cores: one test at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PASSPHRASE: &str = "a passphrase for the test backups";
 const LONG: Duration = Duration::from_secs(600);
-/// Every manifest type the tests push, for GETs that must not be refused on Accept.
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.docker.distribution.manifest.v2+json, \
-    application/vnd.oci.image.index.v1+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// What the restored cluster must have, gathered while the original one is filled. When
 /// users, teams and grants arrive, their expectations go here too, with a check each below.
@@ -95,27 +90,11 @@ fn restore(input: &Path, extra: &[&str]) -> (bool, String) {
     berth_redirected(&args, Some(input), None)
 }
 
-/// Asserts `repo:tag` is `digest` through the replica at `base`.
-async fn assert_manifest(base: &str, repo: &str, tag: &str, digest: &str) {
-    let res = client()
-        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("accept", ACCEPT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{repo}:{tag} via {base}");
-    assert_eq!(
-        res.headers()["docker-content-digest"],
-        digest,
-        "{repo}:{tag} via {base}"
-    );
-}
-
 /// GETs `repo:tag` and every blob its manifest names from `base`, checking each digest.
 async fn pull_over_http(base: &str, repo: &str, tag: &str) {
     let res = client()
         .get(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("accept", ACCEPT)
+        .header("accept", support::oci::ANY_MANIFEST)
         .send()
         .await
         .unwrap();
@@ -532,11 +511,11 @@ async fn a_cluster_backed_up_under_load_is_restored_and_joined_with_all_its_data
     }
     for url in &urls {
         for (repo, tag, digest) in &expected.http_images {
-            assert_manifest(url, repo, tag, digest).await;
+            assert_tag(url, repo, tag, digest).await;
         }
         for image in &expected.docker_images {
             let (repo, tag) = image.name.rsplit_once(':').unwrap();
-            assert_manifest(url, repo, tag, &image.digest).await;
+            assert_tag(url, repo, tag, &image.digest).await;
         }
     }
     // Consistent at one point in time: every push acknowledged before the backup began is in
@@ -544,7 +523,7 @@ async fn a_cluster_backed_up_under_load_is_restored_and_joined_with_all_its_data
     for p in &pushes {
         let res = client()
             .get(format!("{}/v2/load/app/manifests/{}", urls[1], p.tag))
-            .header("accept", ACCEPT)
+            .header("accept", support::oci::ANY_MANIFEST)
             .send()
             .await
             .unwrap();
@@ -606,7 +585,7 @@ async fn a_cluster_backed_up_under_load_is_restored_and_joined_with_all_its_data
         "{refused:?}"
     );
     let after = push_image(&c, &urls[2], "after/restore", "v1", "after").await;
-    assert_manifest(&urls[0], "after/restore", "v1", &after).await;
+    assert_tag(&urls[0], "after/restore", "v1", &after).await;
 }
 
 /// Waits (bounded) until the pushing client has done `n` pushes; fails if it stopped.
@@ -824,7 +803,7 @@ async fn a_restore_refuses_bad_input_and_a_used_target_and_changes_nothing() {
     std::fs::create_dir_all(prepared.parent().unwrap()).unwrap();
     std::fs::rename(&target, &prepared).unwrap();
     restored.try_spawn("127.0.0.1:0").unwrap();
-    assert_manifest(&restored.url, "solo/app", "v1", &digest).await;
+    assert_tag(&restored.url, "solo/app", "v1", &digest).await;
 }
 
 /// `good` (encrypted with [`PASSPHRASE`]) re-encrypted with its format line saying version 2.
@@ -854,7 +833,7 @@ fn newer_format(good: &[u8]) -> Vec<u8> {
 /// time), then `berth backup` (encrypted, and unencrypted), `berth restore` (with the blob
 /// check) and the restored replica's first start are timed; peak memory is sampled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+#[ignore = "a benchmark for BENCHMARKS.md (100,000 tags, minutes in release): run it by name with --release -- --ignored"]
 async fn benchmark_backup_and_restore_of_100k_tags() {
     use support::oci::{image_manifest, push_blob, put_manifest, OCI_MANIFEST};
     let _serial = SERIAL.lock().await;

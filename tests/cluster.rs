@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::cluster::{berth_cli, Cluster};
 use support::oci::{
-    push_blob, push_image, put_manifest, sha256, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST,
+    assert_tag, metrics_text, push_blob, push_image, put_manifest, sha256, OCI_CONFIG, OCI_LAYER,
+    OCI_MANIFEST,
 };
 use support::{client, ADMIN_PASSWORD};
 
@@ -39,22 +40,6 @@ async fn get_json(url: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Asserts `repo:tag` resolves to `digest` through the replica at `base`.
-async fn assert_tag(base: &str, repo: &str, tag: &str, digest: &str) {
-    let res = client()
-        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{repo}:{tag} via {base}");
-    assert_eq!(
-        res.headers()["docker-content-digest"],
-        digest,
-        "{repo}:{tag} via {base}"
-    );
 }
 
 /// Value of an unlabelled metric in a Prometheus text page.
@@ -116,14 +101,7 @@ async fn a_push_through_one_replica_is_read_through_the_others_at_once() {
         leaders.push(h["leader_id"].clone());
         let ping = c.get(node.at("/_ping")).send().await.unwrap();
         assert_eq!(ping.status(), StatusCode::OK);
-        let text = c
-            .get(node.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&node.url).await;
         assert!(metric(&text, "berth_raft_term").unwrap() >= 1, "{text}");
         assert!(metric(&text, "berth_raft_applied_index").unwrap() > 0);
         assert!(text
@@ -134,14 +112,7 @@ async fn a_push_through_one_replica_is_read_through_the_others_at_once() {
         "{leaders:?}"
     );
     let leader = &cluster.nodes[cluster.leader().await];
-    let text = c
-        .get(leader.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&leader.url).await;
     assert_eq!(metric(&text, "berth_raft_is_leader"), Some(1));
     assert!(metric(&text, "berth_raft_commit_index").unwrap() > 0);
     assert!(metric(&text, "berth_http_received_bytes_total").unwrap() > 0);
@@ -345,14 +316,7 @@ async fn a_replica_joining_a_compacted_cluster_receives_a_snapshot() {
     let leader = &cluster.nodes[cluster.leader().await];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = c
-            .get(leader.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&leader.url).await;
         if metric(&text, "berth_raft_purged_index").unwrap_or(0) > 0 {
             break;
         }
@@ -366,14 +330,7 @@ async fn a_replica_joining_a_compacted_cluster_receives_a_snapshot() {
     let d = cluster.add_replica();
     let newcomer = &cluster.nodes[d];
     assert_eq!(newcomer.replica_id, 4);
-    let text = c
-        .get(newcomer.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&newcomer.url).await;
     assert!(
         metric(&text, "berth_raft_snapshot_index").unwrap_or(0) > 0,
         "the newcomer holds no snapshot:\n{text}"

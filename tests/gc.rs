@@ -132,14 +132,7 @@ async fn gc_with_no_grace_deletes_exactly_the_unreferenced_blobs_and_kept_images
     assert_eq!(again["blobs_deleted"], json!(0), "{again}");
     let last = gc_cli(&b, &["--last"]);
     assert_eq!(last["blobs_deleted"], json!(0));
-    let metrics = c
-        .get(b.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::oci::metrics_text(&b.url).await;
     assert!(metrics.contains("berth_gc_runs_total 2"), "{metrics}");
     assert!(
         metrics.contains("berth_gc_blobs_deleted_total 3"),
@@ -491,7 +484,7 @@ mod cluster {
 /// Measures a run over 10,000 unreferenced blobs on each backend (for BENCHMARKS.md):
 /// `cargo test --release --test gc gc_of_10000 -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "a measurement, not a check"]
+#[ignore = "a benchmark for BENCHMARKS.md (10,000 blobs on two backends): run it by name with --release -- --ignored"]
 async fn gc_of_10000_unreferenced_blobs() {
     const N: usize = 10_000;
     // Directory: orphan files written straight into the layout (a crashed push leaves these).

@@ -96,3 +96,37 @@ pub async fn error_code(res: Response) -> String {
         .expect("errors[0].code")
         .to_owned()
 }
+
+/// Every manifest type the tests push, for GETs that must not be refused on `Accept`.
+pub const ANY_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Asserts `repo:tag` resolves to `digest` through the registry at `base`.
+pub async fn assert_tag(base: &str, repo: &str, tag: &str, digest: &str) {
+    let res = super::client()
+        .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("accept", ANY_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{repo}:{tag} via {base}");
+    assert_eq!(
+        res.headers()["docker-content-digest"],
+        digest,
+        "{repo}:{tag} via {base}"
+    );
+}
+
+/// The Prometheus text page of the registry at `base`.
+pub async fn metrics_text(base: &str) -> String {
+    super::client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
