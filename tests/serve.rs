@@ -207,3 +207,28 @@ fn healthcheck_exits_zero_only_for_a_healthy_replica() {
     assert!(!ok);
     assert!(err.contains("cannot reach"), "{err}");
 }
+
+/// A replica whose blob storage disappears (an NFS mount gone) tells load balancers: 503
+/// with `storage_reachable: false` on `/health` and `/_ping`, and 200 again once it is back.
+#[tokio::test]
+async fn health_answers_503_while_storage_is_unreachable() {
+    let storage = tempfile::tempdir().unwrap();
+    let dir = storage.path().join("blobs-root");
+    let b = Berth::start_with(&["--storage-dir", dir.to_str().unwrap()]);
+    let c = client();
+    let res = c.get(b.at("/health")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let moved = storage.path().join("gone");
+    std::fs::rename(&dir, &moved).unwrap();
+    for path in ["/health", "/_ping"] {
+        let res = c.get(b.at(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let health: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(health["storage_reachable"], false);
+        assert_eq!(health["status"], "unavailable");
+    }
+    std::fs::rename(&moved, &dir).unwrap();
+    let res = c.get(b.at("/health")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
