@@ -6,15 +6,20 @@
 //! through a [`MetaCommand`](crate::MetaCommand).
 
 mod access;
+mod cache;
 mod cluster;
 mod gc;
 
 pub use access::{RepositoryRecord, StoredGrant, StoredKey, TeamRecord};
+pub(crate) use cache::{CacheScope, ReadCache};
 pub use cluster::{ClusterCa, StoredUser};
 pub use gc::{GcPlan, LinkedBlob};
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use berth_oci::{Digest, RepoName, Tag};
 use sqlx::sqlite::SqlitePool;
@@ -29,7 +34,7 @@ pub struct StoredManifest {
     /// Media type the manifest was pushed with.
     pub media_type: String,
     /// The manifest bytes exactly as pushed.
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// The manifest's `subject`, if any.
     pub subject: Option<Digest>,
 }
@@ -62,10 +67,12 @@ pub struct Referrer {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Read-only access to the applied metadata. Cheap to clone (a pool handle).
+/// Read-only access to the applied metadata. Cheap to clone (a pool handle). Tags,
+/// manifests and blob links are served from a [`ReadCache`] the state machine keeps exact.
 #[derive(Clone)]
 pub struct MetaReader {
     pool: SqlitePool,
+    cache: Arc<ReadCache>,
 }
 
 impl fmt::Debug for MetaReader {
@@ -80,7 +87,15 @@ type ReferrerRow = (String, String, i64, Option<String>, Option<String>);
 
 impl MetaReader {
     pub(crate) fn new(pool: SqlitePool) -> MetaReader {
-        MetaReader { pool }
+        MetaReader {
+            pool,
+            cache: Arc::new(ReadCache::default()),
+        }
+    }
+
+    /// Drops the cached reads an applied change may have altered (after its commit).
+    pub(crate) fn invalidate(&self, scope: CacheScope<'_>) {
+        self.cache.invalidate(scope);
     }
 
     /// The underlying pool, for tests that inspect tables no read method exposes.
@@ -115,13 +130,21 @@ impl MetaReader {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
+        if let Some(size) = self.cache.link(repo, digest) {
+            return Ok(Some(size));
+        }
+        let ticket = self.cache.ticket();
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT size FROM blob_links WHERE repo = ? AND digest = ?")
                 .bind(repo.as_str())
                 .bind(digest.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(size,)| to_u64(size)).transpose()
+        let size = row.map(|(size,)| to_u64(size)).transpose()?;
+        if let Some(size) = size {
+            self.cache.insert_link(ticket, repo, digest, size);
+        }
+        Ok(size)
     }
 
     /// Manifest `digest` of `repo`, body included.
@@ -133,7 +156,11 @@ impl MetaReader {
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<StoredManifest>, MetaError> {
+    ) -> Result<Option<Arc<StoredManifest>>, MetaError> {
+        if let Some(found) = self.cache.manifest(repo, digest) {
+            return Ok(Some(found));
+        }
+        let ticket = self.cache.ticket();
         let row: Option<ManifestRow> = sqlx::query_as(
             "SELECT digest, media_type, body, subject FROM manifests WHERE repo = ? AND digest = ?",
         )
@@ -141,15 +168,17 @@ impl MetaReader {
         .bind(digest.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(digest, media_type, body, subject)| {
-            Ok(StoredManifest {
-                digest: parse_digest(&digest)?,
-                media_type,
-                body,
-                subject: subject.as_deref().map(parse_digest).transpose()?,
-            })
-        })
-        .transpose()
+        let Some((digest, media_type, body, subject)) = row else {
+            return Ok(None);
+        };
+        let found = Arc::new(StoredManifest {
+            digest: parse_digest(&digest)?,
+            media_type,
+            body: body.into(),
+            subject: subject.as_deref().map(parse_digest).transpose()?,
+        });
+        self.cache.insert_manifest(ticket, repo, &found);
+        Ok(Some(found))
     }
 
     /// Manifest `digest` of `repo` without its body (for `HEAD`).
@@ -190,13 +219,21 @@ impl MetaReader {
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<Digest>, MetaError> {
+        if let Some(digest) = self.cache.tag(repo, tag) {
+            return Ok(Some(digest));
+        }
+        let ticket = self.cache.ticket();
         let row: Option<(String,)> =
             sqlx::query_as("SELECT digest FROM tags WHERE repo = ? AND tag = ?")
                 .bind(repo.as_str())
                 .bind(tag.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(d,)| parse_digest(&d)).transpose()
+        let digest = row.map(|(d,)| parse_digest(&d)).transpose()?;
+        if let Some(digest) = &digest {
+            self.cache.insert_tag(ticket, repo, tag, digest);
+        }
+        Ok(digest)
     }
 
     /// Up to `limit` tags of `repo` in lexical (byte) order, starting after `after`

@@ -37,10 +37,10 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{Mutex, RwLock};
 
-use crate::command::{MetaCommand, MetaResponse, Rejection};
+use crate::command::{AccessCommand, MetaCommand, MetaResponse, Rejection};
 use crate::db::{self, sto_err};
 use crate::error::MetaError;
-use crate::reader::MetaReader;
+use crate::reader::{CacheScope, MetaReader};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -257,6 +257,7 @@ impl StateMachineStore {
             .execute(&mut *conn)
             .await?;
         let copied = copy_all_tables(&mut conn, meta).await;
+        self.inner.reader.invalidate(CacheScope::Everything);
         let detached = sqlx::query("DETACH DATABASE snap")
             .persistent(false)
             .execute(&mut *conn)
@@ -406,11 +407,15 @@ impl StateMachineStore {
         let mut responses = Vec::new();
         let mut last_applied = None;
         let mut membership = None;
+        let mut changed = Changed::default();
         for entry in entries {
             let response = match &entry.payload {
-                EntryPayload::Normal(cmd) => apply_command(&mut tx, cmd)
-                    .await
-                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                EntryPayload::Normal(cmd) => {
+                    changed.add(cmd);
+                    apply_command(&mut tx, cmd)
+                        .await
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
                     MetaResponse::Ok
@@ -430,8 +435,78 @@ impl StateMachineStore {
                 .await
                 .map_err(|e| write_err(&e))?;
         }
-        tx.commit().await.map_err(|e| write_err(&e))?;
+        let committed = tx.commit().await.map_err(|e| write_err(&e));
+        // Even after a failed commit: what the cache holds may no longer be what SQLite has.
+        changed.invalidate(&self.inner.reader);
+        committed?;
         Ok(responses)
+    }
+}
+
+/// The repositories a batch of commands changed, for the read cache.
+#[derive(Default)]
+struct Changed {
+    everything: bool,
+    repos: Vec<RepoName>,
+}
+
+impl Changed {
+    fn add(&mut self, cmd: &MetaCommand) {
+        if let MetaCommand::Batch(cmds) = cmd {
+            cmds.iter().for_each(|cmd| self.add(cmd));
+            return;
+        }
+        match cache_scope(cmd) {
+            CacheScope::Nothing => {}
+            CacheScope::Repository(repo) => {
+                if !self.everything && !self.repos.contains(repo) {
+                    self.repos.push(repo.clone());
+                }
+            }
+            CacheScope::Everything => self.everything = true,
+        }
+    }
+
+    fn invalidate(&self, reader: &MetaReader) {
+        if self.everything {
+            reader.invalidate(CacheScope::Everything);
+        } else {
+            for repo in &self.repos {
+                reader.invalidate(CacheScope::Repository(repo));
+            }
+        }
+    }
+}
+
+/// What applying `cmd` can change among the reads [`MetaReader`] caches (tags, manifests,
+/// blob links). Exhaustive on purpose: a new command must say.
+fn cache_scope(cmd: &MetaCommand) -> CacheScope<'_> {
+    match cmd {
+        MetaCommand::LinkBlob { repo, .. }
+        | MetaCommand::UnlinkBlob { repo, .. }
+        | MetaCommand::PutManifest { repo, .. }
+        | MetaCommand::DeleteManifest { repo, .. }
+        | MetaCommand::DeleteTag { repo, .. } => CacheScope::Repository(repo),
+        MetaCommand::Cluster(_) => CacheScope::Nothing,
+        MetaCommand::Access(access) => match access {
+            AccessCommand::DeleteRepository { .. } => CacheScope::Everything,
+            AccessCommand::CreateUser { .. }
+            | AccessCommand::DeleteUser { .. }
+            | AccessCommand::SetPassword { .. }
+            | AccessCommand::CreateOrg { .. }
+            | AccessCommand::DeleteOrg { .. }
+            | AccessCommand::CreateTeam { .. }
+            | AccessCommand::DeleteTeam { .. }
+            | AccessCommand::AddMember { .. }
+            | AccessCommand::RemoveMember { .. }
+            | AccessCommand::SetGrant { .. }
+            | AccessCommand::RemoveGrant { .. }
+            | AccessCommand::CreateRepository { .. }
+            | AccessCommand::SetVisibility { .. }
+            | AccessCommand::AddSigningKey { .. } => CacheScope::Nothing,
+        },
+        // Changed::add looks inside a batch; this answer is only for safety.
+        MetaCommand::Gc(_) | MetaCommand::Batch(_) => CacheScope::Everything,
     }
 }
 
@@ -717,6 +792,13 @@ pub(crate) async fn apply_command(
         MetaCommand::Cluster(cmd) => cluster::apply(conn, cmd).await,
         MetaCommand::Access(cmd) => access::apply(conn, cmd).await,
         MetaCommand::Gc(cmd) => gc::apply(conn, cmd).await,
+        MetaCommand::Batch(cmds) => {
+            let mut answers = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                answers.push(Box::pin(apply_command(conn, cmd)).await?);
+            }
+            Ok(MetaResponse::Batch(answers))
+        }
         MetaCommand::DeleteTag { repo, tag } => {
             let done = sqlx::query("DELETE FROM tags WHERE repo = ? AND tag = ?")
                 .bind(repo.as_str())

@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod gc;
 mod node;
+mod read_cache;
 mod snapshot;
 mod suite;
 mod support;

@@ -101,6 +101,10 @@ async fn a_snapshot_installed_into_another_store_gives_identical_reads() {
     // The follower had other data: installing replaces it all.
     let mut follower = TestSm::new().await;
     follower.apply(vec![link("junk", 5)]).await;
+    // Read once, so the follower's read cache holds it.
+    let (junk, five) = (repo("junk"), digest(5));
+    let cached = follower.sm.reader().blob_link(&junk, &five).await;
+    assert_eq!(cached.unwrap(), Some(105));
 
     let mut received = follower.sm.begin_receiving_snapshot().await.unwrap();
     let mut bytes = Vec::new();
@@ -125,6 +129,7 @@ async fn a_snapshot_installed_into_another_store_gives_identical_reads() {
     );
     let r = follower.sm.reader();
     assert!(!r.repository_exists(&repo("junk")).await.unwrap());
+    assert_eq!(r.blob_link(&repo("junk"), &digest(5)).await.unwrap(), None);
     assert_eq!(
         r.resolve_tag(&repo("team/app"), &tag("latest"))
             .await

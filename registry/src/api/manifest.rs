@@ -5,7 +5,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Reference, RepoName};
-use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
@@ -21,9 +20,9 @@ pub async fn get_manifest(
 ) -> Result<Response, ApiError> {
     let manifest = registry.get_manifest(repo, reference).await?;
     Ok(ManifestContent {
-        media_type: manifest.media_type,
-        digest: manifest.digest,
-        body: Bytes::from(manifest.body),
+        media_type: manifest.media_type.clone(),
+        digest: manifest.digest.clone(),
+        body: manifest.body.clone(),
         head,
     }
     .into_response())

@@ -71,11 +71,18 @@ impl Registry {
         if linked.is_none() {
             return Err(Error::BlobUnknown(digest.clone()));
         }
-        let size = self
-            .blobs
-            .stat(digest)
-            .await?
-            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        let size = match self.seen.size(digest) {
+            Some(size) => size,
+            None => {
+                let size = self
+                    .blobs
+                    .stat(digest)
+                    .await?
+                    .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+                self.seen.saw(digest, size);
+                size
+            }
+        };
         Ok(BlobStat {
             digest: digest.clone(),
             size,

@@ -292,6 +292,9 @@ impl Registry {
         }
         if listed {
             let deleted = self.blobs.delete_many(&claimed, concurrency).await;
+            for digest in &claimed {
+                self.seen.forget(digest);
+            }
             self.release(run, claimed.clone()).await?;
             deleted?;
             for digest in &claimed {
@@ -314,6 +317,9 @@ impl Registry {
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
+        for digest in &claimed {
+            self.seen.forget(digest);
+        }
         // Release even after a failure: a claim left behind would hold pushes of those
         // digests until the lease expires.
         self.release(run, claimed).await?;

@@ -2,6 +2,8 @@
 //! manifests and manifest lists). Whether every referenced blob and child manifest is
 //! present is decided by the state machine, atomically with the write.
 
+use std::sync::Arc;
+
 use berth_oci::{parse_manifest, Digest, ManifestError, Reference, RepoName};
 use berth_raft::{MetaCommand, MetaResponse, Rejection, StoredManifest};
 
@@ -102,7 +104,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         reference: &Reference,
-    ) -> Result<StoredManifest> {
+    ) -> Result<Arc<StoredManifest>> {
         if let Some(found) = self.find_manifest(repo, reference).await? {
             return Ok(found);
         }
@@ -146,7 +148,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         reference: &Reference,
-    ) -> Result<Option<StoredManifest>> {
+    ) -> Result<Option<Arc<StoredManifest>>> {
         let reader = self.meta.reader();
         let digest = match reference {
             Reference::Digest(d) => d.clone(),

@@ -14,6 +14,7 @@ mod fsck;
 mod gc;
 mod listing;
 mod manifest;
+mod seen;
 mod tokens;
 mod upload;
 
@@ -66,6 +67,8 @@ pub struct Registry {
     access: std::sync::Arc<tokens::AccessState>,
     /// One backup at a time on this replica.
     backups: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Blobs storage recently had, for pulls of linked blobs.
+    seen: std::sync::Arc<seen::SeenInStorage>,
 }
 
 impl Registry {
@@ -78,6 +81,7 @@ impl Registry {
             limits,
             access: std::sync::Arc::default(),
             backups: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            seen: std::sync::Arc::default(),
         }
     }
 
