@@ -84,6 +84,23 @@ pub enum MetaCommand {
     Access(AccessCommand),
     /// A step of an online garbage collection run (see `state_machine/gc.rs`).
     Gc(GcCommand),
+    /// Several independent commands proposed at about the same time, applied in order as if
+    /// each were its own entry (a rejection of one changes nothing for the others), answered
+    /// with [`MetaResponse::Batch`]. One log entry, so one synced write, for all of them
+    /// (group commit, `node/batch.rs`). Never nested.
+    Batch(Vec<MetaCommand>),
+}
+
+impl MetaCommand {
+    /// About how many bytes the command takes in the log, to bound a batch.
+    pub(crate) fn approx_size(&self) -> usize {
+        const SMALL: usize = 256;
+        match self {
+            MetaCommand::PutManifest { body, .. } => body.len() + SMALL,
+            MetaCommand::Batch(cmds) => cmds.iter().map(MetaCommand::approx_size).sum(),
+            _ => SMALL,
+        }
+    }
 }
 
 /// The metadata steps of one garbage collection run. Every step but `Collect` names the run
@@ -356,6 +373,8 @@ pub enum MetaResponse {
     },
     /// The digests [`GcCommand::Claim`] claimed, in the order asked.
     GcClaimed(Vec<Digest>),
+    /// The answers to a [`MetaCommand::Batch`], one per command, in its order.
+    Batch(Vec<MetaResponse>),
 }
 
 /// Why a command was refused. Refusals change nothing.

@@ -4,6 +4,7 @@
 //! Every wait here is bounded by `write_timeout_ms`: with no leader or no quorum, callers get
 //! [`MetaError::Unavailable`] instead of hanging. No HTTP registry semantics here.
 
+mod batch;
 pub(crate) mod ca;
 pub(crate) mod membership;
 
@@ -157,6 +158,8 @@ struct Inner {
     /// The cluster CA received at admission, until the metadata holds it.
     admitted_ca: Option<ClusterCa>,
     write_timeout: Duration,
+    /// Commands waiting to be committed together (group commit).
+    proposals: batch::Queue,
     /// A leader that has not heard from a quorum for this long has lost it.
     quorum_timeout_ms: u64,
     leader_changes: Arc<AtomicU64>,
@@ -272,7 +275,8 @@ impl MetaNode {
             }
         }
 
-        Ok(MetaNode {
+        let (proposals, queued) = batch::queue();
+        let node = MetaNode {
             inner: Arc::new(Inner {
                 id,
                 identity,
@@ -285,10 +289,13 @@ impl MetaNode {
                 peer_ca_pem,
                 admitted_ca,
                 write_timeout: Duration::from_millis(cfg.write_timeout_ms),
+                proposals,
                 quorum_timeout_ms: cfg.election_timeout_max_ms,
                 leader_changes,
             }),
-        })
+        };
+        tokio::spawn(batch::run(Arc::downgrade(&node.inner), queued));
+        Ok(node)
     }
 
     /// Commits `cmd` through Raft and returns the state machine's response once applied here
@@ -299,13 +306,23 @@ impl MetaNode {
     /// node is shutting down); [`MetaError::Raft`] when openraft fails otherwise. A command may
     /// still be applied after `Unavailable` was returned.
     pub async fn propose(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
-        match tokio::time::timeout(self.inner.write_timeout, self.propose_until_committed(cmd))
-            .await
-        {
+        let answer = batch::enqueue(&self.inner.proposals, cmd)?;
+        // Its batch is bounded by the write timeout too, but may have waited for a turn.
+        match tokio::time::timeout(self.inner.write_timeout, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) | Err(_) => Err(MetaError::Unavailable),
+        }
+    }
+}
+
+impl Inner {
+    /// Commits `cmd` (a batch or a lone command) within the write timeout.
+    async fn propose_now(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
+        match tokio::time::timeout(self.write_timeout, self.propose_until_committed(cmd)).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
-                    timeout_ms = self.inner.write_timeout.as_millis(),
+                    timeout_ms = self.write_timeout.as_millis(),
                     "write not committed in time"
                 );
                 Err(MetaError::Unavailable)
@@ -314,7 +331,7 @@ impl MetaNode {
     }
 
     async fn propose_until_committed(&self, cmd: MetaCommand) -> Result<MetaResponse, MetaError> {
-        let raft = &self.inner.raft;
+        let raft = &self.raft;
         let mut forwards = 0;
         loop {
             let leader = match raft.client_write(cmd.clone()).await {
@@ -330,7 +347,7 @@ impl MetaNode {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
-            if leader_id == self.inner.id {
+            if leader_id == self.id {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
@@ -339,7 +356,7 @@ impl MetaNode {
                 tracing::warn!(leader_id, "giving up forwarding a write");
                 return Err(MetaError::Unavailable);
             }
-            match client::forward_write(&self.inner.http, &node.addr, &cmd).await {
+            match client::forward_write(&self.http, &node.addr, &cmd).await {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                     // Leadership moved while the request travelled; ask again.
@@ -365,7 +382,9 @@ impl MetaNode {
             }
         }
     }
+}
 
+impl MetaNode {
     /// The reads of this replica's applied state. Pass [`read_barrier`](Self::read_barrier)
     /// first when the answer must include every write acknowledged anywhere.
     pub fn reader(&self) -> &MetaReader {

@@ -483,3 +483,51 @@ async fn set_cluster_ca_is_kept_by_the_first_proposer_only() {
     // The key never shows in a command's Debug output (commands may be logged).
     assert!(!format!("{:?}", set("c", "secret-key")).contains("secret-key"));
 }
+
+#[tokio::test]
+async fn a_batch_applies_each_command_as_its_own_and_answers_each() {
+    let mut t = TestSm::new().await;
+    let mut put = Put::new("app", 10);
+    put.blobs = vec![1];
+    put.tag = Some("latest");
+    let missing_blob = Put::new("app", 11).cmd();
+    let mut needs_missing = Put::new("app", 12);
+    needs_missing.blobs = vec![9];
+    let batch = MetaCommand::Batch(vec![
+        link("app", 1),
+        put.cmd(),
+        needs_missing.cmd(),
+        missing_blob,
+    ]);
+    let answer = t.one(batch).await;
+    let MetaResponse::Batch(answers) = answer else {
+        panic!("not a batch answer: {answer:?}");
+    };
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0], MetaResponse::Ok);
+    assert_eq!(answers[1], MetaResponse::Ok, "sees the link made before it");
+    assert!(
+        matches!(
+            answers[2],
+            MetaResponse::Rejected(Rejection::MissingReferences { .. })
+        ),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(
+        answers[3],
+        MetaResponse::Ok,
+        "a refusal changes nothing for the others"
+    );
+    let r = t.sm.reader();
+    assert_eq!(
+        r.resolve_tag(&repo("app"), &tag("latest")).await.unwrap(),
+        Some(digest(10))
+    );
+    assert_eq!(r.manifest(&repo("app"), &digest(12)).await.unwrap(), None);
+    assert!(r
+        .manifest(&repo("app"), &digest(11))
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -258,3 +258,53 @@ async fn the_rpc_router_answers_forwarded_writes_read_index_votes_and_appends() 
     server.abort();
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_proposals_are_committed_together_and_each_gets_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = MetaNode::start(config(dir.path(), 10_000), StartMode::Create)
+        .await
+        .unwrap();
+    until_leader(&node).await;
+    let before = node.status().last_log_index.unwrap_or(0);
+
+    // 64 links and, among them, 16 refused deletes of tags that do not exist.
+    let proposals = (0..80u64).map(|n| {
+        let node = node.clone();
+        async move {
+            let cmd = if n % 5 == 4 {
+                MetaCommand::DeleteTag {
+                    repo: repo("app"),
+                    tag: tag(&format!("missing-{n}")),
+                }
+            } else {
+                link("app", 1_000 + n)
+            };
+            (n, node.propose(cmd).await.unwrap())
+        }
+    });
+    for (n, answer) in futures::future::join_all(proposals).await {
+        let expected = if n % 5 == 4 {
+            MetaResponse::Rejected(Rejection::TagUnknown)
+        } else {
+            MetaResponse::Ok
+        };
+        assert_eq!(answer, expected, "proposal {n}");
+    }
+    for n in (0..80u64).filter(|n| n % 5 != 4) {
+        assert_eq!(
+            node.reader()
+                .blob_link(&repo("app"), &digest(1_000 + n))
+                .await
+                .unwrap(),
+            Some(1_100 + n),
+            "link {n}"
+        );
+    }
+    let entries = node.status().last_log_index.unwrap() - before;
+    assert!(
+        entries < 80,
+        "80 concurrent proposals took {entries} log entries: none were batched"
+    );
+    node.shutdown().await.unwrap();
+}
