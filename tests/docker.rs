@@ -199,10 +199,13 @@ fn an_interrupted_docker_push_is_retried_successfully() {
     let uploads = b.storage_dir().join("uploads");
     let mut interrupted = false;
     for _ in 0..1200 {
+        // Sessions keep their bytes in `uploads/<id>.data`.
         let received: u64 = std::fs::read_dir(&uploads)
-            .map(|dirs| {
-                dirs.flatten()
-                    .filter_map(|d| std::fs::metadata(d.path().join("data")).ok())
+            .map(|files| {
+                files
+                    .flatten()
+                    .filter(|f| f.path().extension().is_some_and(|e| e == "data"))
+                    .filter_map(|f| f.metadata().ok())
                     .map(|m| m.len())
                     .sum()
             })

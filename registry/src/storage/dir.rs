@@ -2,10 +2,11 @@
 //! file I/O rather than object_store's `LocalFileSystem`: an upload appends to one file
 //! from a writer thread, and every commit is write, fsync, rename, fsync the directory.
 //!
-//! `uploads/<id>/data` holds a session's bytes and `uploads/<id>/state.json` its state. The
-//! data file is synced before the state that counts its bytes is written, so a state never
-//! claims bytes that a crash could lose; bytes past the recorded offset (a request that died
-//! half way) are cut off by the next append.
+//! `uploads/<id>.data` holds a session's bytes and `uploads/<id>.json` its state. The data
+//! file is synced before the state that counts its bytes is written, so a state never claims
+//! bytes that a crash could lose; bytes past the recorded offset (a request that died half
+//! way) are cut off by the next append. The data file is made by the first append, and the
+//! request that finishes a session records no state: the session ends with it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -207,10 +208,20 @@ impl DirUploads {
     ) -> Result<(UploadId, UploadState)> {
         let id = UploadId::random();
         let state = UploadState::new(repo.clone(), owner, now_ms);
-        let dir = self.layout.upload_dir(&id);
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::File::create(self.layout.upload_data(&id)).await?;
-        self.save_state(&id, &state).await?;
+        let path = self.layout.upload_state(&id);
+        let json = state.to_json()?;
+        // Written in place, not through a temporary name: nobody knows the id until this
+        // request answers, and a state cut short by a crash belongs to a session no client
+        // was told about.
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            file.write_all(&json)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         Ok((id, state))
     }
 
@@ -262,8 +273,22 @@ impl DirUploads {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
-        let state = self.append(id, state, body).await?;
         let data = self.layout.upload_data(id);
+        let hasher = state.hasher()?;
+        let (hasher, offset, body_error) =
+            write_stream(data.clone(), state.offset, hasher, body).await?;
+        let mut state = state;
+        if let Some(e) = body_error {
+            // Keep what arrived, so that the client can resume from there.
+            if offset != state.offset {
+                state.offset = offset;
+                state.set_hasher(&hasher);
+                self.save_state(id, &state).await?;
+            }
+            return Err(Error::Body(e));
+        }
+        state.offset = offset;
+        state.set_hasher(&hasher);
         let actual = if expected.algorithm() == Algorithm::Sha256 {
             state.hasher()?.finish()
         } else {
@@ -331,9 +356,11 @@ impl DirUploads {
         Ok(())
     }
 
-    /// Sessions (`uploads/<id>/`, by their state's start, else the directory's time) and
-    /// monolithic uploads in progress (`uploads/<id>.whole`, by modification time) older than
-    /// `cutoff_ms` are removed (counted only, with `dry_run`).
+    /// Sessions (`uploads/<id>.json` and `.data`, by their state's start, else the file's
+    /// time), monolithic uploads in progress (`uploads/<id>.whole`, by modification time) and
+    /// sessions of earlier versions (`uploads/<id>/`) older than `cutoff_ms` are removed
+    /// (counted only, with `dry_run`). Leftovers of a crash (a data file without its state, a
+    /// temporary state) are removed too, uncounted.
     pub(super) async fn remove_abandoned(&self, cutoff_ms: i64, dry_run: bool) -> Result<u64> {
         let mut entries = match tokio::fs::read_dir(self.layout.uploads()).await {
             Ok(entries) => entries,
@@ -343,11 +370,9 @@ impl DirUploads {
         let mut removed = 0;
         while let Some(entry) = entries.next_entry().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let (id, whole) = match name.strip_suffix(".whole") {
-                Some(stem) => (stem.parse::<UploadId>(), true),
-                None => (name.parse::<UploadId>(), false),
+            let Some((id, kind)) = UploadFile::parse(&name) else {
+                continue;
             };
-            let Ok(id) = id else { continue };
             let Ok(meta) = entry.metadata().await else {
                 continue;
             };
@@ -358,43 +383,97 @@ impl DirUploads {
                 .map_or(i64::MAX, |d| {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
                 });
-            let started_ms = if whole {
-                modified_ms
-            } else {
-                self.state(&id)
+            let started_ms = match kind {
+                UploadFile::State => self
+                    .state(&id)
                     .await
-                    .map_or(modified_ms, |state| state.started_at_ms)
+                    .map_or(modified_ms, |state| state.started_at_ms),
+                UploadFile::LegacyDir => {
+                    let state = tokio::fs::read(entry.path().join("state.json")).await;
+                    state
+                        .ok()
+                        .and_then(|raw| UploadState::from_json(&raw).ok())
+                        .map_or(modified_ms, |state| state.started_at_ms)
+                }
+                UploadFile::Data if self.layout.upload_state(&id).exists() => continue,
+                UploadFile::Whole | UploadFile::Data | UploadFile::TempState => modified_ms,
             };
             if started_ms >= cutoff_ms {
                 continue;
             }
-            removed += 1;
+            let counted = !matches!(kind, UploadFile::Data | UploadFile::TempState);
             if dry_run {
+                removed += u64::from(counted);
                 continue;
             }
-            let done = if whole {
-                tokio::fs::remove_file(entry.path())
+            let done = match kind {
+                UploadFile::State => self.remove(&id).await,
+                UploadFile::LegacyDir => tokio::fs::remove_dir_all(entry.path())
                     .await
-                    .map_err(Error::from)
-            } else {
-                self.remove(&id).await
+                    .map_err(Error::from),
+                UploadFile::Whole | UploadFile::Data | UploadFile::TempState => {
+                    tokio::fs::remove_file(entry.path())
+                        .await
+                        .map_err(Error::from)
+                }
             };
-            if let Err(e) = done {
-                removed -= 1;
-                tracing::warn!(upload = %id, error = %e, "could not remove an abandoned upload");
+            match done {
+                Ok(()) => removed += u64::from(counted),
+                Err(e) => {
+                    tracing::warn!(upload = %id, error = %e, "could not remove an abandoned upload");
+                }
             }
         }
         Ok(removed)
     }
 
-    /// Deletes the session's directory; a session already gone is not an error.
+    /// Deletes the session's files (the state first: without it the session is gone); a
+    /// session already gone is not an error.
     pub(super) async fn remove(&self, id: &UploadId) -> Result<()> {
-        let dir = self.layout.upload_dir(id);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let state = self.layout.upload_state(id);
+        let data = self.layout.upload_data(id);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for path in [state, data] {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+}
+
+/// What a name in `uploads/` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UploadFile {
+    /// `<id>.json`: a session's state.
+    State,
+    /// `<id>.data`: a session's bytes.
+    Data,
+    /// `<id>.json.tmp`: a state being replaced.
+    TempState,
+    /// `<id>.whole`: a monolithic upload in progress.
+    Whole,
+    /// `<id>`: a session directory of an earlier version.
+    LegacyDir,
+}
+
+impl UploadFile {
+    fn parse(name: &str) -> Option<(UploadId, UploadFile)> {
+        let (stem, kind) = [
+            (".json.tmp", UploadFile::TempState),
+            (".json", UploadFile::State),
+            (".data", UploadFile::Data),
+            (".whole", UploadFile::Whole),
+        ]
+        .into_iter()
+        .find_map(|(suffix, kind)| name.strip_suffix(suffix).map(|stem| (stem, kind)))
+        .unwrap_or((name, UploadFile::LegacyDir));
+        Some((stem.parse().ok()?, kind))
     }
 }
 
@@ -412,7 +491,11 @@ where
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_CHUNKS);
     let writer = tokio::task::spawn_blocking(move || -> Result<(DigestHasher, u64)> {
-        let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
         let mut end = offset;
@@ -493,6 +576,17 @@ pub(super) fn prepare(layout: &Layout) -> Result<()> {
     std::fs::create_dir_all(layout.uploads())?;
     std::fs::create_dir_all(layout.blobs())?;
     sync_dir(layout.root())?;
+    // The 256 sha256 fan-out directories up front: made on first use, each would cost a
+    // push a mkdir and a second directory fsync.
+    let sha256 = layout.blobs().join(Algorithm::Sha256.as_str());
+    let mut made = false;
+    for fan in 0..=255u8 {
+        made |= ensure_dir(&sha256.join(format!("{fan:02x}")))?;
+    }
+    if made {
+        sync_dir(&sha256)?;
+        sync_dir(&layout.blobs())?;
+    }
     let probe = layout
         .root()
         .join(format!(".berth-probe-{}", UploadId::random()));
@@ -506,4 +600,44 @@ pub(super) fn prepare(layout: &Layout) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UploadFile;
+    use crate::storage::Storage;
+
+    #[tokio::test]
+    async fn sessions_of_earlier_versions_and_crash_leftovers_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::directory(root.path()).unwrap();
+        let uploads = root.path().join("uploads");
+        let legacy = uploads.join("0a3c2f55-6f5e-4f8e-9b1a-3c1f2e4d5a6b");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("data"), b"bytes").unwrap();
+        let orphan = uploads.join("1b3c2f55-6f5e-4f8e-9b1a-3c1f2e4d5a6b.data");
+        std::fs::write(&orphan, b"bytes").unwrap();
+        let stranger = uploads.join("README");
+        std::fs::write(&stranger, b"not ours").unwrap();
+
+        let future_cutoff = i64::MAX;
+        let swept = storage.uploads().remove_abandoned(future_cutoff, false);
+        assert_eq!(swept.await.unwrap(), 1, "the legacy session counts");
+        assert!(!legacy.exists());
+        assert!(!orphan.exists());
+        assert!(stranger.exists(), "names that are not uploads stay");
+    }
+
+    #[test]
+    fn names_in_uploads_are_told_apart() {
+        let id = "0a3c2f55-6f5e-4f8e-9b1a-3c1f2e4d5a6b";
+        let kind = |name: String| UploadFile::parse(&name).map(|(_, kind)| kind);
+        assert_eq!(kind(format!("{id}.json")), Some(UploadFile::State));
+        assert_eq!(kind(format!("{id}.json.tmp")), Some(UploadFile::TempState));
+        assert_eq!(kind(format!("{id}.data")), Some(UploadFile::Data));
+        assert_eq!(kind(format!("{id}.whole")), Some(UploadFile::Whole));
+        assert_eq!(kind(id.to_owned()), Some(UploadFile::LegacyDir));
+        assert_eq!(kind(format!("{id}.other")), None);
+        assert_eq!(kind("notes.txt".to_owned()), None);
+    }
 }

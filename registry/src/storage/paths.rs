@@ -48,19 +48,21 @@ impl Layout {
         self.root.join("uploads")
     }
 
-    /// `uploads/<id>/`.
-    pub fn upload_dir(&self, id: &UploadId) -> PathBuf {
+    /// `uploads/<id>/`: where sessions of earlier versions kept their files.
+    pub fn legacy_upload_dir(&self, id: &UploadId) -> PathBuf {
         self.uploads().join(id.to_string())
     }
 
-    /// `uploads/<id>/data`.
+    /// `uploads/<id>.data`. Sessions are two files side by side rather than a directory of
+    /// their own: on ext4 creating and removing a directory per push cost more than the rest
+    /// of a small blob's upload.
     pub fn upload_data(&self, id: &UploadId) -> PathBuf {
-        self.upload_dir(id).join("data")
+        self.uploads().join(format!("{id}.data"))
     }
 
-    /// `uploads/<id>/state.json`.
+    /// `uploads/<id>.json`.
     pub fn upload_state(&self, id: &UploadId) -> PathBuf {
-        self.upload_dir(id).join("state.json")
+        self.uploads().join(format!("{id}.json"))
     }
 }
 
