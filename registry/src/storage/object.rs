@@ -1,5 +1,7 @@
-//! The object-store backend: S3 and S3-compatible services through `object_store` (any
-//! store that also implements `MultipartStore` works: the tests run it on `InMemory` too).
+//! The object-store backend: S3 (and S3-compatible services), Google Cloud Storage and Azure
+//! Blob Storage through `object_store`, one code path for all (any store that also
+//! implements `MultipartStore` works: the tests run it on `InMemory` too). On Azure a part
+//! is a block, the multipart id is empty and aborting is a no-op (uncommitted blocks expire).
 //!
 //! Blobs are objects at `blobs/<alg>/<ab>/<hex>`. Nothing is ever written there before its
 //! digest is verified: a monolithic upload streams into a multipart upload at the blob's key
@@ -39,6 +41,7 @@ use super::paths::Keys;
 use super::upload::{UploadId, UploadState};
 
 /// An object store that also offers the low-level multipart API (S3, GCS, Azure, InMemory).
+/// `object_store`'s `AmazonS3`, `GoogleCloudStorage` and `MicrosoftAzure` all are.
 pub trait ObjectBackend: ObjectStore + MultipartStore {}
 
 impl<T: ObjectStore + MultipartStore> ObjectBackend for T {}
