@@ -372,4 +372,6 @@ fn read_secret(path: &std::path::Path) -> Result<String> {
 }
 
 #[cfg(test)]
+mod emulators;
+#[cfg(test)]
 mod tests;
