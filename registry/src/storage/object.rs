@@ -617,6 +617,16 @@ impl ObjectUploads {
                     }
                     Err(e) => Err(e),
                 };
+                let completed = match completed {
+                    Err(e) if self.blobs.stat(expected).await.ok().flatten() == Some(size) => {
+                        // Another push of these bytes completed at the blob's key first
+                        // (on Azure that drops this upload's blocks, so it cannot complete);
+                        // the blob there was verified before it became visible.
+                        tracing::debug!(digest = %expected, error = %e, "a concurrent push stored the blob first");
+                        Ok(())
+                    }
+                    other => other,
+                };
                 if completed.is_err() {
                     self.abort_quietly(&target, &multipart_id).await;
                 }
