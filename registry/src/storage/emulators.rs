@@ -47,16 +47,8 @@ fn skip<T>(what: &str, reason: &str) -> Option<T> {
     None
 }
 
-/// A log file in the temporary directory, unique to this process and call.
-fn log_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "berth-storage-{name}-{}-{}.log",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ))
-}
-
-/// Stops `pid` (and removes `cleanup`) once this test process has exited.
+/// Stops `pid` and removes `cleanup` (its workspace and log) once this test process has
+/// exited.
 fn watchdog(pid: u32, cleanup: &Path) {
     let script = format!(
         "(while kill -0 {} 2>/dev/null; do sleep 1; done; kill {pid}; rm -rf '{}') >/dev/null 2>&1 &",
@@ -119,7 +111,7 @@ fn start_azurite() -> Option<Azurite> {
         .tempdir()
         .expect("temp dir")
         .keep();
-    let log = log_path("azurite");
+    let log = workspace.join("azurite.log");
     let out = std::fs::File::create(&log).expect("azurite log");
     // Port 0: Azurite binds a free port and says which. In memory, no telemetry (the
     // tests talk to nothing but loopback), loose about headers it does not know.
@@ -163,7 +155,6 @@ fn start_azurite() -> Option<Azurite> {
                 .chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
                 .collect();
-            let _ = std::fs::remove_file(&log);
             return Some(Azurite { addr });
         }
         if let Ok(Some(status)) = child.try_wait() {
