@@ -357,7 +357,8 @@ pub struct ServeArgs {
     /// Blob storage directory, short for --storage-url file:///DIR.
     #[arg(long, value_name = "DIR", conflicts_with = "storage_url")]
     pub storage_dir: Option<PathBuf>,
-    /// Blob storage URL (file:///dir).
+    /// Blob storage URL: file:///dir, s3://bucket/prefix, gs://bucket/prefix or
+    /// az://container/prefix.
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
     /// URL other replicas use to reach this one (default http://<bound address>).

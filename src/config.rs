@@ -158,6 +158,50 @@ mod tests {
     }
 
     #[test]
+    fn gcs_and_azure_options_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "b.toml",
+                "storage_url = \"az://images/berth\"\n\n[storage.azure]\naccount = \"myaccount\"\naccess_key_file = \"/run/secrets/azure-key\"\n\n[storage.gcs]\nbase_url = \"http://127.0.0.1:4443\"\n",
+            )?;
+            jail.set_env("BERTH_STORAGE__AZURE__MAX_RETRIES", "3");
+            jail.set_env(
+                "BERTH_STORAGE__GCS__SERVICE_ACCOUNT_PATH",
+                "/run/secrets/gcs.json",
+            );
+            let args = ServeArgs {
+                config: Some("b.toml".into()),
+                ..ServeArgs::default()
+            };
+            let cfg = load(&args).map_err(|e| e.to_string())?;
+            let azure = &cfg.storage.azure;
+            assert_eq!(azure.account.as_deref(), Some("myaccount"));
+            assert_eq!(
+                azure.access_key_file.as_deref(),
+                Some(Path::new("/run/secrets/azure-key"))
+            );
+            assert_eq!(azure.max_retries, Some(3));
+            let gcs = &cfg.storage.gcs;
+            assert_eq!(gcs.base_url.as_deref(), Some("http://127.0.0.1:4443"));
+            assert_eq!(
+                gcs.service_account_path.as_deref(),
+                Some(Path::new("/run/secrets/gcs.json"))
+            );
+            assert_eq!(
+                cfg.storage().map_err(|e| e.to_string())?.to_string(),
+                "az://images/berth"
+            );
+            jail.set_env("BERTH_STORAGE_URL", "gs://my-bucket/berth");
+            let cfg = load(&args).map_err(|e| e.to_string())?;
+            assert_eq!(
+                cfg.storage().map_err(|e| e.to_string())?.to_string(),
+                "gs://my-bucket/berth"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn tls_flags_set_the_tls_section() {
         let args = ServeArgs {
             tls: Some("auto".into()),

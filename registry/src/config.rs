@@ -14,12 +14,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the replica keeps its metadata. Default `./berth-data`.
     pub data_dir: PathBuf,
-    /// Blob storage as a URL: `file:///dir` or `s3://bucket/prefix`.
-    /// Default: `file://<data_dir>/storage`.
+    /// Blob storage as a URL: `file:///dir`, `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `az://container/prefix` (also `azure://`). Default: `file://<data_dir>/storage`.
     pub storage_url: Option<String>,
     /// Short for `storage_url = file:///DIR`.
     pub storage_dir: Option<PathBuf>,
-    /// Options of storage backends (`[storage.s3]`).
+    /// Options of storage backends (`[storage.s3]`, `[storage.gcs]`, `[storage.azure]`).
     pub storage: StorageConfig,
     /// The URL other replicas use to reach this one. Default: `http://<bound address>`
     /// (`https://` with TLS on).
@@ -260,6 +260,10 @@ pub struct LogConfig {
 pub struct StorageConfig {
     /// `s3://` storage: these win over the `AWS_...` variables object_store reads.
     pub s3: S3Config,
+    /// `gs://` storage: these win over the `GOOGLE_...` variables object_store reads.
+    pub gcs: GcsConfig,
+    /// `az://` storage: these win over the `AZURE_...` variables object_store reads.
+    pub azure: AzureConfig,
 }
 
 /// Options of `s3://` storage (AWS S3 or an S3-compatible service). Each unset option falls
@@ -285,6 +289,61 @@ pub struct S3Config {
     /// A file holding a session token (`AWS_SESSION_TOKEN`).
     pub session_token_file: Option<PathBuf>,
     /// Bytes per multipart upload part, 5 MiB to 5 GiB. Default 8 MiB.
+    pub part_size_bytes: Option<usize>,
+    /// Retries of a failed request. Default 10.
+    pub max_retries: Option<usize>,
+    /// No retry starts later than this after the first attempt, ms. Default 180000.
+    pub retry_timeout_ms: Option<u64>,
+}
+
+/// Options of `gs://` storage (Google Cloud Storage). Each unset option falls back to the
+/// `GOOGLE_...` variable named, then to object_store's default. Credentials are files only:
+/// the key itself never goes in the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcsConfig {
+    /// A service account's JSON key file (`GOOGLE_SERVICE_ACCOUNT`,
+    /// `GOOGLE_SERVICE_ACCOUNT_PATH`; `GOOGLE_SERVICE_ACCOUNT_KEY` holds the JSON itself).
+    /// Default: application default credentials, else the instance's metadata server.
+    pub service_account_path: Option<PathBuf>,
+    /// Application default credentials, e.g. from `gcloud auth application-default login`
+    /// (`GOOGLE_APPLICATION_CREDENTIALS`; else gcloud's well-known file).
+    pub application_credentials_path: Option<PathBuf>,
+    /// Base URL of the storage API, for an emulator, e.g. `http://127.0.0.1:4443` (a service
+    /// account file may name it as `gcs_base_url`). Default: Google's.
+    pub base_url: Option<String>,
+    /// Allow a plain `http://` base URL, for emulators (`GOOGLE_ALLOW_HTTP`; else false).
+    pub allow_http: Option<bool>,
+    /// Bytes per multipart upload part, 5 MiB to 5 GiB. Default 8 MiB.
+    pub part_size_bytes: Option<usize>,
+    /// Retries of a failed request. Default 10.
+    pub max_retries: Option<usize>,
+    /// No retry starts later than this after the first attempt, ms. Default 180000.
+    pub retry_timeout_ms: Option<u64>,
+}
+
+/// Options of `az://` storage (Azure Blob Storage). Each unset option falls back to the
+/// `AZURE_...` variable named, then to object_store's default. Credentials are files only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AzureConfig {
+    /// Storage account name (`AZURE_STORAGE_ACCOUNT_NAME`). Required unless `use_emulator`.
+    pub account: Option<String>,
+    /// A file holding the account's access key (`AZURE_STORAGE_ACCOUNT_KEY`,
+    /// `AZURE_STORAGE_ACCESS_KEY` hold the key itself). Default: other credentials
+    /// object_store finds (`AZURE_STORAGE_SAS_KEY`, a service principal, a managed identity).
+    pub access_key_file: Option<PathBuf>,
+    /// Blob service endpoint, e.g. `http://127.0.0.1:10000/devstoreaccount1` for Azurite
+    /// (`AZURE_STORAGE_ENDPOINT`). Default: `https://<account>.blob.core.windows.net`.
+    pub endpoint: Option<String>,
+    /// Talk to a local Azurite with its well-known development account and key
+    /// (`AZURE_STORAGE_USE_EMULATOR`); its address comes from `AZURITE_BLOB_STORAGE_URL`
+    /// (default `http://127.0.0.1:10000`), so it excludes `endpoint`. Default false.
+    pub use_emulator: Option<bool>,
+    /// Allow a plain `http://` endpoint (`AZURE_ALLOW_HTTP`; else false; implied by
+    /// `use_emulator`).
+    pub allow_http: Option<bool>,
+    /// Bytes per block of a multipart upload, 5 MiB to 4000 MiB. Default 8 MiB.
     pub part_size_bytes: Option<usize>,
     /// Retries of a failed request. Default 10.
     pub max_retries: Option<usize>,
@@ -379,6 +438,24 @@ pub enum StorageLocation {
         /// Region, endpoint, credentials and retries.
         options: S3Config,
     },
+    /// A Google Cloud Storage bucket, under a key prefix (empty: the bucket's root).
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// Key prefix without leading or trailing `/`.
+        prefix: String,
+        /// Credentials, base URL and retries.
+        options: GcsConfig,
+    },
+    /// An Azure Blob Storage container, under a key prefix (empty: the container's root).
+    Azure {
+        /// The container.
+        container: String,
+        /// Key prefix without leading or trailing `/`.
+        prefix: String,
+        /// Account, credentials, endpoint and retries.
+        options: AzureConfig,
+    },
 }
 
 impl std::fmt::Display for StorageLocation {
@@ -386,21 +463,101 @@ impl std::fmt::Display for StorageLocation {
         match self {
             Self::Directory(dir) => write!(f, "file://{}", dir.display()),
             Self::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::Gcs { bucket, prefix, .. } => write!(f, "gs://{bucket}/{prefix}"),
+            Self::Azure {
+                container, prefix, ..
+            } => write!(f, "az://{container}/{prefix}"),
         }
     }
 }
 
-/// `s3://bucket[/prefix]` split and checked.
-fn parse_s3(url: &str, rest: &str, options: &S3Config) -> Result<StorageLocation, ConfigError> {
+/// The object stores a storage URL may name, with what their bucket names allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cloud {
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl Cloud {
+    /// `s3://bucket/prefix` etc., for messages.
+    fn form(self) -> &'static str {
+        match self {
+            Self::S3 => "s3://bucket/prefix",
+            Self::Gcs => "gs://bucket/prefix",
+            Self::Azure => "az://container/prefix",
+        }
+    }
+
+    /// What a bucket (container) is called, for messages.
+    fn bucket_word(self) -> &'static str {
+        match self {
+            Self::S3 | Self::Gcs => "bucket",
+            Self::Azure => "container",
+        }
+    }
+
+    /// `None` when `name` is a valid bucket (container) name, else what is wrong with it.
+    fn bucket_problem(self, name: &str) -> Option<&'static str> {
+        let edges_alnum = |n: &str| {
+            n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        };
+        match self {
+            // Lenient: S3-compatible services accept more than AWS does.
+            Self::S3 => (name.len() > 255
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+            .then_some("letters, digits, '.', '-' and '_' only, at most 255"),
+            // https://cloud.google.com/storage/docs/buckets#naming
+            Self::Gcs => (!(3..=222).contains(&name.len())
+                || !name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+                })
+                || !edges_alnum(name)
+                || name.split('.').any(|part| part.is_empty() || part.len() > 63))
+            .then_some(
+                "3 to 63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            ),
+            // https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+            Self::Azure => (!(3..=63).contains(&name.len())
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || !edges_alnum(name)
+                || name.contains("--"))
+            .then_some(
+                "3 to 63 lowercase letters, digits and single '-', starting and ending with a letter or digit",
+            ),
+        }
+    }
+}
+
+/// `scheme://bucket[/prefix]` split and checked: the bucket (container) name and the key
+/// prefix without leading or trailing `/`.
+fn split_bucket_url<'a>(
+    url: &str,
+    cloud: Cloud,
+    rest: &'a str,
+) -> Result<(&'a str, &'a str), ConfigError> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let bucket_ok = !bucket.is_empty()
-        && bucket.len() <= 255
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if !bucket_ok {
+    let word = cloud.bucket_word();
+    if bucket.is_empty() {
         return Err(ConfigError::Invalid(format!(
-            "storage_url {url}: expected s3://bucket/prefix with a valid bucket name"
+            "storage_url {url}: no {word} name; expected {}",
+            cloud.form()
+        )));
+    }
+    if cloud == Cloud::Azure && bucket.contains('@') {
+        return Err(ConfigError::Invalid(format!(
+            "storage_url {url}: give only the container (az://container/prefix); the account goes in storage.azure.account or AZURE_STORAGE_ACCOUNT_NAME"
+        )));
+    }
+    if let Some(problem) = cloud.bucket_problem(bucket) {
+        return Err(ConfigError::Invalid(format!(
+            "storage_url {url}: {bucket:?} is not a valid {word} name ({problem}); expected {}",
+            cloud.form()
         )));
     }
     let prefix = prefix.trim_matches('/');
@@ -414,15 +571,100 @@ fn parse_s3(url: &str, rest: &str, options: &S3Config) -> Result<StorageLocation
             "storage_url {url}: the key prefix must be /-separated names, without empty, . or .. parts"
         )));
     }
-    if let Some(part) = options.part_size_bytes {
-        if !(5 << 20..=5 << 30).contains(&part) {
-            return Err(ConfigError::Invalid(
-                "storage.s3.part_size_bytes must be between 5 MiB and 5 GiB".into(),
-            ));
-        }
+    Ok((bucket, prefix))
+}
+
+/// Checks a configured part size against the store's limits.
+fn check_part_size(
+    field: &str,
+    part: Option<usize>,
+    max: usize,
+    max_text: &str,
+) -> Result<(), ConfigError> {
+    match part {
+        Some(part) if !(5 << 20..=max).contains(&part) => Err(ConfigError::Invalid(format!(
+            "{field} must be between 5 MiB and {max_text}"
+        ))),
+        _ => Ok(()),
     }
+}
+
+/// `s3://bucket[/prefix]` split and checked.
+fn parse_s3(url: &str, rest: &str, options: &S3Config) -> Result<StorageLocation, ConfigError> {
+    let (bucket, prefix) = split_bucket_url(url, Cloud::S3, rest)?;
+    check_part_size(
+        "storage.s3.part_size_bytes",
+        options.part_size_bytes,
+        5 << 30,
+        "5 GiB",
+    )?;
     Ok(StorageLocation::S3 {
         bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        options: options.clone(),
+    })
+}
+
+/// `gs://bucket[/prefix]` split and checked.
+fn parse_gcs(url: &str, rest: &str, options: &GcsConfig) -> Result<StorageLocation, ConfigError> {
+    let (bucket, prefix) = split_bucket_url(url, Cloud::Gcs, rest)?;
+    check_part_size(
+        "storage.gcs.part_size_bytes",
+        options.part_size_bytes,
+        5 << 30,
+        "5 GiB",
+    )?;
+    if let Some(base) = &options.base_url {
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.gcs.base_url {base}: give an http:// or https:// URL"
+            )));
+        }
+    }
+    Ok(StorageLocation::Gcs {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        options: options.clone(),
+    })
+}
+
+/// `az://container[/prefix]` (or `azure://`) split and checked.
+fn parse_azure(
+    url: &str,
+    rest: &str,
+    options: &AzureConfig,
+) -> Result<StorageLocation, ConfigError> {
+    let (container, prefix) = split_bucket_url(url, Cloud::Azure, rest)?;
+    check_part_size(
+        "storage.azure.part_size_bytes",
+        options.part_size_bytes,
+        4000 << 20,
+        "4000 MiB",
+    )?;
+    if let Some(endpoint) = &options.endpoint {
+        if options.use_emulator == Some(true) {
+            return Err(ConfigError::Invalid(
+                "storage.azure: give endpoint or use_emulator, not both (with use_emulator the emulator's address comes from AZURITE_BLOB_STORAGE_URL)".into(),
+            ));
+        }
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.azure.endpoint {endpoint}: give an http:// or https:// URL"
+            )));
+        }
+    }
+    if options.account.as_deref().is_some_and(|a| {
+        a.is_empty()
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    }) {
+        return Err(ConfigError::Invalid(
+            "storage.azure.account: a storage account name is lowercase letters and digits".into(),
+        ));
+    }
+    Ok(StorageLocation::Azure {
+        container: container.to_owned(),
         prefix: prefix.to_owned(),
         options: options.clone(),
     })
@@ -540,7 +782,8 @@ impl Config {
     /// The blob storage this configuration names.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] for a URL of a kind this build cannot use.
+    /// [`ConfigError::Invalid`] for a URL of a kind this build cannot use, a bucket name the
+    /// service would refuse, or backend options out of range.
     pub fn storage(&self) -> Result<StorageLocation, ConfigError> {
         if let Some(dir) = &self.storage_dir {
             return Ok(StorageLocation::Directory(dir.clone()));
@@ -556,11 +799,13 @@ impl Config {
                 "storage_url {url}: a file URL needs an absolute path (file:///dir)"
             ))),
             Some(("s3", rest)) => parse_s3(url, rest, &self.storage.s3),
-            Some(("gs" | "az" | "azure" | "abfs" | "abfss", _)) => Err(ConfigError::Invalid(format!(
-                "storage_url {url}: Google Cloud Storage and Azure are not supported by this build; use s3:// (AWS or an S3-compatible service) or file:///dir"
+            Some(("gs", rest)) => parse_gcs(url, rest, &self.storage.gcs),
+            Some(("az" | "azure", rest)) => parse_azure(url, rest, &self.storage.azure),
+            Some(("abfs" | "abfss" | "adl", _)) => Err(ConfigError::Invalid(format!(
+                "storage_url {url}: Data Lake URLs are not supported; use az://container/prefix (Azure Blob Storage)"
             ))),
             _ => Err(ConfigError::Invalid(format!(
-                "storage_url {url}: use file:///dir or s3://bucket/prefix"
+                "storage_url {url}: use file:///dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
             ))),
         }
     }
@@ -663,16 +908,135 @@ mod tests {
         }
     }
 
+    fn storage_of(url: &str) -> Result<StorageLocation, ConfigError> {
+        let cfg = Config {
+            storage_url: Some(url.into()),
+            ..Config::default()
+        };
+        cfg.validate()?;
+        cfg.storage()
+    }
+
     #[test]
-    fn gcs_and_azure_urls_say_they_are_not_supported() {
-        for url in ["gs://bucket/x", "az://container/x"] {
-            let cfg = Config {
-                storage_url: Some(url.into()),
-                ..Config::default()
-            };
-            let err = cfg.validate().unwrap_err().to_string();
-            assert!(err.contains("not supported by this build"), "{err}");
+    fn gcs_urls_resolve_with_their_options() {
+        let mut cfg = Config {
+            storage_url: Some("gs://my-bucket.example/team/registry/".into()),
+            ..Config::default()
+        };
+        cfg.storage.gcs.base_url = Some("http://127.0.0.1:4443".into());
+        cfg.storage.gcs.service_account_path = Some("/run/secrets/gcs.json".into());
+        cfg.validate().unwrap();
+        let location = cfg.storage().unwrap();
+        assert_eq!(location.to_string(), "gs://my-bucket.example/team/registry");
+        let StorageLocation::Gcs {
+            bucket,
+            prefix,
+            options,
+        } = location
+        else {
+            panic!("not GCS: {location:?}");
+        };
+        assert_eq!(
+            (bucket.as_str(), prefix.as_str()),
+            ("my-bucket.example", "team/registry")
+        );
+        assert_eq!(options, cfg.storage.gcs);
+        assert!(
+            matches!(storage_of("gs://b_1-x").unwrap(), StorageLocation::Gcs { prefix, .. } if prefix.is_empty())
+        );
+    }
+
+    #[test]
+    fn azure_urls_resolve_with_either_scheme() {
+        for url in ["az://images/berth", "azure://images/berth/"] {
+            let location = storage_of(url).unwrap();
+            assert_eq!(
+                location,
+                StorageLocation::Azure {
+                    container: "images".into(),
+                    prefix: "berth".into(),
+                    options: AzureConfig::default(),
+                },
+                "{url}"
+            );
+            assert_eq!(location.to_string(), "az://images/berth");
         }
+        let mut cfg = Config {
+            storage_url: Some("az://c0-ntainer".into()),
+            ..Config::default()
+        };
+        cfg.storage.azure.account = Some("myaccount".into());
+        cfg.storage.azure.endpoint = Some("http://127.0.0.1:10000/myaccount".into());
+        cfg.storage.azure.allow_http = Some(true);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_gcs_and_azure_urls_say_what_is_wrong() {
+        for (url, expected) in [
+            ("gs://", "no bucket name; expected gs://bucket/prefix"),
+            ("gs:///prefix", "no bucket name"),
+            ("gs://ab", "not a valid bucket name"),
+            ("gs://UPPER/x", "not a valid bucket name"),
+            ("gs://-dash/x", "not a valid bucket name"),
+            ("gs://a..b/x", "not a valid bucket name"),
+            ("gs://bucket/a/../b", "the key prefix"),
+            ("az://", "no container name; expected az://container/prefix"),
+            ("azure:///x", "no container name"),
+            ("az://Images/x", "not a valid container name"),
+            ("az://two--dashes", "not a valid container name"),
+            ("az://under_score", "not a valid container name"),
+            (
+                "az://c@account.blob.core.windows.net/x",
+                "the account goes in storage.azure.account",
+            ),
+            ("az://images/a//b", "the key prefix"),
+            (
+                "abfss://fs@acct.dfs.core.windows.net/x",
+                "Data Lake URLs are not supported",
+            ),
+            (
+                "gcs://bucket",
+                "use file:///dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix",
+            ),
+        ] {
+            let err = storage_of(url).unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn gcs_and_azure_options_out_of_range_are_refused() {
+        let mut cfg = Config {
+            storage_url: Some("gs://bucket".into()),
+            ..Config::default()
+        };
+        cfg.storage.gcs.part_size_bytes = Some(1 << 20);
+        assert!(cfg.validate().is_err());
+        cfg.storage.gcs.part_size_bytes = Some(16 << 20);
+        cfg.storage.gcs.base_url = Some("127.0.0.1:4443".into());
+        assert!(cfg.validate().unwrap_err().to_string().contains("base_url"));
+
+        let mut cfg = Config {
+            storage_url: Some("az://container".into()),
+            ..Config::default()
+        };
+        cfg.storage.azure.part_size_bytes = Some(4001 << 20);
+        assert!(cfg.validate().is_err());
+        cfg.storage.azure.part_size_bytes = Some(4000 << 20);
+        cfg.validate().unwrap();
+        cfg.storage.azure.use_emulator = Some(true);
+        cfg.validate().unwrap();
+        cfg.storage.azure.endpoint = Some("http://127.0.0.1:10000/devstoreaccount1".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("endpoint or use_emulator, not both"), "{err}");
+        cfg.storage.azure.use_emulator = None;
+        cfg.storage.azure.account = Some("Not-Valid".into());
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("storage.azure.account"));
     }
 
     #[test]

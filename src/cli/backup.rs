@@ -37,7 +37,7 @@ pub struct RestoreArgs {
     /// file:///DIR (default <data-dir>/storage).
     #[arg(long, value_name = "DIR", conflicts_with = "storage_url")]
     pub storage_dir: Option<PathBuf>,
-    /// Blob storage URL to check the referenced blobs in (file:///dir).
+    /// Blob storage URL to check the referenced blobs in (file:///dir, s3://, gs://, az://).
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
     /// URL other replicas will reach the restored one at; default: what `berth serve`

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod azurite;
 pub mod cluster;
+pub mod fake_gcs;
 pub mod moto;
 pub mod oci;
 
@@ -281,6 +283,18 @@ pub fn run_berth(args: &[&str], dir: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A name part unique within this process (a counter) and across processes (clock and pid):
+/// lowercase hex digits and single `-`, as bucket and container names allow.
+pub fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}-{nanos:x}-{n}", std::process::id())
 }
 
 /// Whether an external tool works here. Missing tools skip a test with a printed reason on

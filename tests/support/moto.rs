@@ -58,7 +58,7 @@ impl Moto {
 
     /// Creates a new bucket with a unique name and returns the name.
     pub async fn bucket(&self) -> String {
-        let name = format!("berth-{}", uuid_like());
+        let name = format!("berth-{}", super::unique_suffix());
         let res = super::client()
             .put(format!("{}/{name}", self.endpoint))
             .send()
@@ -119,15 +119,4 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Unique within this process (a counter) and across processes (clock and pid).
-fn uuid_like() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:x}-{nanos:x}-{n}", std::process::id())
 }

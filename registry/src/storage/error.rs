@@ -36,7 +36,8 @@ pub enum Error {
     /// The file system failed.
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The object store (S3) failed or refused a request.
+    /// The object store (S3, GCS, Azure) failed or refused a request, or could not be
+    /// configured (missing account, unreadable credentials).
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
     /// Storage answered, but not as storage must (a probe read back other bytes, an object

@@ -1,17 +1,18 @@
 //! Blob storage: content-addressed blobs and resumable upload sessions, shared by every
-//! replica, in a directory (local disk or an NFS mount) or an S3 bucket (any S3-compatible
-//! service, through `object_store`).
+//! replica, in a directory (local disk or an NFS mount) or an object store through
+//! `object_store`: an S3 bucket (AWS or any S3-compatible service), a Google Cloud Storage
+//! bucket or an Azure Blob Storage container, all on the same code path.
 //!
 //! Layout under the storage root or bucket prefix (one place, like distribution's `paths.go`):
 //!
 //! ```text
 //! blobs/<algorithm>/<first two hex>/<hex>     a verified blob, never partial
 //! uploads/<uuid>/state.json                   repository, offset, started, running hash state
-//!                                             (and on S3: multipart id, part ETags, tail name)
-//! uploads/<uuid>/data                         directory: bytes received so far;
-//!                                             S3: the multipart upload, completed at the close
-//! uploads/<uuid>/tail-<uuid>                  S3: received bytes too few for a part yet
-//! uploads/<uuid>/whole.json                   S3: a monolithic upload in progress
+//!                                             (object stores: multipart id, part ETags, tail name)
+//! uploads/<uuid>/data                         directory: bytes received so far; object
+//!                                             stores: the multipart upload, completed at the close
+//! uploads/<uuid>/tail-<uuid>                  object stores: received bytes too few for a part yet
+//! uploads/<uuid>/whole.json                   object stores: a monolithic upload in progress
 //! uploads/<uuid>.whole                        directory: a monolithic upload in progress
 //! ```
 //!
@@ -45,13 +46,18 @@ pub use object::{ObjectBackend, ObjectSettings};
 pub use paths::{Keys, Layout};
 pub use upload::{InvalidUploadId, UploadId, UploadState, UploadStore};
 
-use crate::config::{S3Config, StorageLocation};
+use crate::config::{AzureConfig, GcsConfig, S3Config, StorageLocation};
 
 /// How long a health check waits for storage to answer.
 const REACHABLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// S3 refuses parts under 5 MiB, except the last.
-const S3_MIN_PART_BYTES: usize = 5 << 20;
+/// S3 and GCS refuse parts under 5 MiB, except the last. Azure takes blocks of any size,
+/// but at most 50,000 per blob: chunks are staged up to the same minimum there too, so a
+/// client sending many small chunks cannot run a blob out of blocks.
+const MIN_PART_BYTES: usize = 5 << 20;
+
+/// Bytes per part unless configured.
+const DEFAULT_PART_BYTES: usize = 8 << 20;
 
 /// One replica's view of the shared blob storage.
 #[derive(Clone, Debug)]
@@ -136,22 +142,45 @@ impl Storage {
                 options,
             } => {
                 let store = s3_store(bucket, options)?;
-                let prefix = (!prefix.is_empty())
-                    .then(|| Key::parse(prefix))
-                    .transpose()
-                    .map_err(|source| {
-                        Error::ObjectStore(object_store::Error::InvalidPath { source })
-                    })?;
-                let settings = ObjectSettings {
-                    part_bytes: options.part_size_bytes.unwrap_or(8 << 20),
-                    min_part_bytes: S3_MIN_PART_BYTES,
-                    ..ObjectSettings::default()
-                };
-                let storage = Self::object_store(Arc::new(store), prefix.as_ref(), settings);
-                storage.check().await?;
-                storage
+                Self::open_object(Arc::new(store), prefix, options.part_size_bytes).await?
+            }
+            StorageLocation::Gcs {
+                bucket,
+                prefix,
+                options,
+            } => {
+                let store = gcs_store(bucket, options)?;
+                Self::open_object(Arc::new(store), prefix, options.part_size_bytes).await?
+            }
+            StorageLocation::Azure {
+                container,
+                prefix,
+                options,
+            } => {
+                let store = azure_store(container, options)?;
+                Self::open_object(Arc::new(store), prefix, options.part_size_bytes).await?
             }
         };
+        Ok(storage)
+    }
+
+    /// An object store under the key prefix `prefix` (empty: the root), checked.
+    async fn open_object(
+        store: Arc<dyn ObjectBackend>,
+        prefix: &str,
+        part_bytes: Option<usize>,
+    ) -> Result<Self> {
+        let prefix = (!prefix.is_empty())
+            .then(|| Key::parse(prefix))
+            .transpose()
+            .map_err(|source| Error::ObjectStore(object_store::Error::InvalidPath { source }))?;
+        let settings = ObjectSettings {
+            part_bytes: part_bytes.unwrap_or(DEFAULT_PART_BYTES),
+            min_part_bytes: MIN_PART_BYTES,
+            ..ObjectSettings::default()
+        };
+        let storage = Self::object_store(store, prefix.as_ref(), settings);
+        storage.check().await?;
         Ok(storage)
     }
 
@@ -240,17 +269,95 @@ pub fn s3_store(bucket: &str, options: &S3Config) -> Result<object_store::aws::A
     if let Some(path) = &options.session_token_file {
         builder = builder.with_token(read_secret(path)?);
     }
-    if options.max_retries.is_some() || options.retry_timeout_ms.is_some() {
-        let mut retry = object_store::RetryConfig::default();
-        if let Some(n) = options.max_retries {
-            retry.max_retries = n;
-        }
-        if let Some(ms) = options.retry_timeout_ms {
-            retry.retry_timeout = Duration::from_millis(ms);
-        }
+    if let Some(retry) = retry_config(options.max_retries, options.retry_timeout_ms) {
         builder = builder.with_retry(retry);
     }
     Ok(builder.build()?)
+}
+
+/// A Google Cloud Storage client for `bucket`: the `GOOGLE_...` variables first
+/// (`GoogleCloudStorageBuilder::from_env`), then what the configuration sets.
+///
+/// # Errors
+/// Options the builder refuses, e.g. a service account file that cannot be read or parsed.
+pub fn gcs_store(
+    bucket: &str,
+    options: &GcsConfig,
+) -> Result<object_store::gcp::GoogleCloudStorage> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    use object_store::ClientConfigKey;
+
+    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    if let Some(path) = &options.service_account_path {
+        builder = builder.with_service_account_path(path.to_string_lossy());
+    }
+    if let Some(path) = &options.application_credentials_path {
+        builder = builder.with_application_credentials(path.to_string_lossy());
+    }
+    if let Some(url) = &options.base_url {
+        builder = builder.with_base_url(url);
+    }
+    if let Some(v) = options.allow_http {
+        builder = builder.with_config(
+            GoogleConfigKey::Client(ClientConfigKey::AllowHttp),
+            v.to_string(),
+        );
+    }
+    if let Some(retry) = retry_config(options.max_retries, options.retry_timeout_ms) {
+        builder = builder.with_retry(retry);
+    }
+    Ok(builder.build()?)
+}
+
+/// An Azure Blob Storage client for `container`: the `AZURE_...` variables first
+/// (`MicrosoftAzureBuilder::from_env`), then what the configuration sets.
+///
+/// # Errors
+/// An access key file that cannot be read, or options the builder refuses (no account,
+/// a key that is not base64).
+pub fn azure_store(
+    container: &str,
+    options: &AzureConfig,
+) -> Result<object_store::azure::MicrosoftAzure> {
+    let mut builder =
+        object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(container);
+    if let Some(v) = &options.account {
+        builder = builder.with_account(v);
+    }
+    if let Some(path) = &options.access_key_file {
+        builder = builder.with_access_key(read_secret(path)?);
+    }
+    if let Some(v) = &options.endpoint {
+        builder = builder.with_endpoint(v.clone());
+    }
+    if let Some(v) = options.use_emulator {
+        builder = builder.with_use_emulator(v);
+    }
+    if let Some(v) = options.allow_http {
+        builder = builder.with_allow_http(v);
+    }
+    if let Some(retry) = retry_config(options.max_retries, options.retry_timeout_ms) {
+        builder = builder.with_retry(retry);
+    }
+    Ok(builder.build()?)
+}
+
+/// object_store's retry settings with what the configuration changes, if anything.
+fn retry_config(
+    max_retries: Option<usize>,
+    retry_timeout_ms: Option<u64>,
+) -> Option<object_store::RetryConfig> {
+    if max_retries.is_none() && retry_timeout_ms.is_none() {
+        return None;
+    }
+    let mut retry = object_store::RetryConfig::default();
+    if let Some(n) = max_retries {
+        retry.max_retries = n;
+    }
+    if let Some(ms) = retry_timeout_ms {
+        retry.retry_timeout = Duration::from_millis(ms);
+    }
+    Some(retry)
 }
 
 fn read_secret(path: &std::path::Path) -> Result<String> {
@@ -264,5 +371,7 @@ fn read_secret(path: &std::path::Path) -> Result<String> {
         })
 }
 
+#[cfg(test)]
+mod emulators;
 #[cfg(test)]
 mod tests;
