@@ -1,4 +1,4 @@
-//! Criterion benches for the hot paths of `berth-oci`: parsing names, references and digests
+//! Criterion benches for the parsing hot paths: names, references, digests and routes
 //! (every request), streaming digest verification (every blob byte pushed) and manifest
 //! validation (every manifest pushed). Run with `cargo bench --bench oci_parsing`.
 
@@ -8,6 +8,7 @@ use berth_oci::{
     parse_manifest, Algorithm, Digest, DigestHasher, Reference, RepoName, DOCKER_MANIFEST,
     OCI_INDEX, OCI_MANIFEST,
 };
+use berth_registry::api::route::Route;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 
@@ -46,6 +47,30 @@ fn parsing(c: &mut Criterion) {
         digest.as_str(),
         |b, digest| b.iter(|| Digest::parse(black_box(digest)).unwrap()),
     );
+    group.finish();
+}
+
+/// The registry's one catch-all route turns every `/v2/` path into a typed route first.
+fn route_parsing(c: &mut Criterion) {
+    let digest = Digest::sha256_of(b"bench").to_string();
+    let paths = [
+        (
+            "manifest_by_tag",
+            "/v2/my-org/team/app/manifests/v1.2.3".to_owned(),
+        ),
+        ("blob", format!("/v2/my-org/team/app/blobs/{digest}")),
+        (
+            "upload",
+            "/v2/my-org/team/app/blobs/uploads/0a3c2f55-6f5e-4f8e-9b1a-3c1f2e4d5a6b".to_owned(),
+        ),
+        ("tags_list", "/v2/my-org/team/app/tags/list".to_owned()),
+    ];
+    let mut group = c.benchmark_group("route");
+    for (id, path) in &paths {
+        group.bench_with_input(BenchmarkId::from_parameter(id), path, |b, path| {
+            b.iter(|| Route::parse(black_box(path)).unwrap());
+        });
+    }
     group.finish();
 }
 
@@ -169,5 +194,11 @@ fn manifest_validation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsing, digest_verification, manifest_validation);
+criterion_group!(
+    benches,
+    parsing,
+    route_parsing,
+    digest_verification,
+    manifest_validation
+);
 criterion_main!(benches);

@@ -64,6 +64,11 @@ impl Layout {
     pub fn upload_state(&self, id: &UploadId) -> PathBuf {
         self.uploads().join(format!("{id}.json"))
     }
+
+    /// `uploads/spare/`: state files of ended sessions, kept for new sessions to reuse.
+    pub fn spare_states(&self) -> PathBuf {
+        self.uploads().join("spare")
+    }
 }
 
 /// Maps typed values to object keys under an optional prefix of a bucket.

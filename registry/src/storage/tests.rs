@@ -140,9 +140,11 @@ impl Target {
     /// Whatever is left under `uploads/`.
     async fn leftover_uploads(&self) -> Vec<String> {
         match (&self.dir, &self.object) {
+            // `spare/` holds state files kept for reuse, not uploads.
             (Some(dir), _) => std::fs::read_dir(dir.path().join("uploads"))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "spare")
                 .collect(),
             (None, Some((store, prefix, _))) => {
                 let uploads = match prefix {
