@@ -586,11 +586,16 @@ where
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
         let mut end = offset;
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-            file.write_all(&chunk)?;
-            end += chunk.len() as u64;
-        }
+        std::thread::scope(|scope| -> Result<()> {
+            let mut early = EarlyWriteback::new(scope);
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+                end += chunk.len() as u64;
+                early.wrote(&file, chunk.len())?;
+            }
+            early.finish()
+        })?;
         if end != offset {
             file.sync_data()?;
         }
@@ -629,6 +634,69 @@ where
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     Ok((hasher, end, body_error))
+}
+
+/// Bytes written between two early flushes of a large upload.
+const EARLY_WRITEBACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Syncs a large upload's file in the background every [`EARLY_WRITEBACK_BYTES`], on a
+/// thread of its own, so that the disk writes while more bytes arrive and are hashed and the
+/// final sync before the answer has only the tail left. Started at the first threshold:
+/// small uploads never pay for the thread. A failed background sync fails the upload (after a
+/// failed fsync Linux may report the next one clean, so the error must not be dropped).
+struct EarlyWriteback<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    since_flush: usize,
+    flusher: Option<(
+        std::sync::mpsc::SyncSender<()>,
+        std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
+    )>,
+}
+
+impl<'scope, 'env> EarlyWriteback<'scope, 'env> {
+    fn new(scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+        Self {
+            scope,
+            since_flush: 0,
+            flusher: None,
+        }
+    }
+
+    /// `n` more bytes were written to `file`.
+    fn wrote(&mut self, file: &std::fs::File, n: usize) -> Result<()> {
+        self.since_flush += n;
+        if self.since_flush < EARLY_WRITEBACK_BYTES {
+            return Ok(());
+        }
+        self.since_flush = 0;
+        if self.flusher.is_none() {
+            let file = file.try_clone()?;
+            // One request waiting at most: a flush asked for while one runs covers both.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            let thread = self.scope.spawn(move || {
+                while rx.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            });
+            self.flusher = Some((tx, thread));
+        }
+        if let Some((tx, _)) = &self.flusher {
+            // Full means a flush is already due; gone means it failed (reported by finish).
+            let _ = tx.try_send(());
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Some((tx, thread)) = self.flusher {
+            drop(tx);
+            thread
+                .join()
+                .map_err(|_| Error::Io(std::io::Error::other("the flusher thread panicked")))??;
+        }
+        Ok(())
+    }
 }
 
 /// Hashes a whole file with `algorithm` (the rare upload finished with a digest other than
