@@ -1,7 +1,8 @@
 //! Resumable upload sessions kept in shared storage, so any replica sharing it can continue
-//! a session and a restart loses nothing: `uploads/<id>/state.json` holds the repository,
-//! the offset, the running hash state and (on an object store) the multipart upload's id
-//! and parts; the bytes sit beside it (see the `dir` and `object` backends).
+//! a session and a restart loses nothing: the session's state (`uploads/<id>.json` in a
+//! directory, `uploads/<id>/state.json` in a bucket) holds the repository, the offset, the
+//! running hash state and (on an object store) the multipart upload's id and parts; the
+//! bytes sit beside it (see the `dir` and `object` backends).
 //!
 //! This type owns what both backends share: the session lock of this process and the check
 //! that a chunk starts where the session's bytes end.
