@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::emulator_wire::listening_port;
 use super::external_tool;
 
 /// A running fake-gcs-server.
@@ -152,32 +153,4 @@ impl Drop for FakeGcs {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The TCP port `pid` listens on (IPv4), from /proc: its socket inodes, then the listening
-/// sockets of its network namespace.
-fn listening_port(pid: u32) -> Option<u16> {
-    let mut inodes = std::collections::HashSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-            {
-                inodes.insert(inode.to_owned());
-            }
-        }
-    }
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local_address is fields[1] (`0100007F:9C41`), st fields[3] (0A: LISTEN), inode fields[9].
-        match fields.as_slice() {
-            [_, local, _, "0A", _, _, _, _, _, inode, ..] if inodes.contains(*inode) => {
-                u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
-            }
-            _ => None,
-        }
-    })
 }

@@ -5,6 +5,8 @@
 
 pub mod azurite;
 pub mod cluster;
+#[path = "../../registry/src/storage/emulator_wire.rs"]
+pub mod emulator_wire;
 pub mod fake_gcs;
 pub mod moto;
 pub mod oci;

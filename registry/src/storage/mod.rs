@@ -372,6 +372,8 @@ fn read_secret(path: &std::path::Path) -> Result<String> {
 }
 
 #[cfg(test)]
+mod emulator_wire;
+#[cfg(test)]
 mod emulators;
 #[cfg(test)]
 mod tests;
