@@ -636,13 +636,15 @@ where
     Ok((hasher, end, body_error))
 }
 
-/// Bytes written between two early flushes of a large upload.
-const EARLY_WRITEBACK_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes written between two early flushes of an upload. Small enough that an 8 MiB chunk
+/// of a chunked upload gets three (measured: 8 MiB PATCHes 618 -> 704 MB/s, against 64 MiB
+/// steps that only helped monolithic pushes).
+const EARLY_WRITEBACK_BYTES: usize = 2 * 1024 * 1024;
 
-/// Syncs a large upload's file in the background every [`EARLY_WRITEBACK_BYTES`], on a
-/// thread of its own, so that the disk writes while more bytes arrive and are hashed and the
-/// final sync before the answer has only the tail left. Started at the first threshold:
-/// small uploads never pay for the thread. A failed background sync fails the upload (after a
+/// Syncs an upload's file in the background every [`EARLY_WRITEBACK_BYTES`], on a thread of
+/// its own, so that the disk writes while more bytes arrive and are hashed and the final sync
+/// before the answer has only the tail left. Started at the first threshold: small uploads
+/// never pay for the thread. A failed background sync fails the upload (after a
 /// failed fsync Linux may report the next one clean, so the error must not be dropped).
 struct EarlyWriteback<'scope, 'env> {
     scope: &'scope std::thread::Scope<'scope, 'env>,
