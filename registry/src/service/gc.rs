@@ -290,11 +290,13 @@ impl Registry {
         if claimed.is_empty() {
             return Ok(());
         }
+        // Nothing links a claimed digest, so no pull reaches the sighting; forgotten anyway so
+        // that it is not trusted if the digest is linked again after the delete.
+        for digest in &claimed {
+            self.seen.forget(digest);
+        }
         if listed {
             let deleted = self.blobs.delete_many(&claimed, concurrency).await;
-            for digest in &claimed {
-                self.seen.forget(digest);
-            }
             self.release(run, claimed.clone()).await?;
             deleted?;
             for digest in &claimed {
@@ -317,9 +319,6 @@ impl Registry {
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-        for digest in &claimed {
-            self.seen.forget(digest);
-        }
         // Release even after a failure: a claim left behind would hold pushes of those
         // digests until the lease expires.
         self.release(run, claimed).await?;
