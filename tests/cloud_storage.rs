@@ -256,24 +256,26 @@ async fn gs_push_pull_gc_and_fsck_on_fake_gcs_server() {
     push_pull_delete_collect(&gcs, &bucket, &[&b]).await;
 }
 
+/// `berth serve` on `storage_url` with `env`: it must exit with an error; its stderr.
+fn serve_refused(storage_url: &str, env: impl IntoIterator<Item = (String, String)>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--storage-url", storage_url])
+        .current_dir(dir.path())
+        .envs(env);
+    let out = support::run_cmd_with(cmd, std::time::Duration::from_secs(60));
+    assert!(!out.status.success(), "serve started on {storage_url}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn serve_refuses_an_azure_container_that_does_not_exist() {
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .args(["--storage-url", "azure://no-such-container/x"])
-        .current_dir(dir.path());
-    for (k, v) in azurite.berth_config_env() {
-        cmd.env(k, v);
-    }
-    let out = support::run_cmd_with(cmd, std::time::Duration::from_secs(60));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve_refused("azure://no-such-container/x", azurite.berth_config_env());
     assert!(
         err.contains("blob storage at az://no-such-container/x is not usable"),
         "{err}"
@@ -291,19 +293,7 @@ fn serve_refuses_gcs_storage_it_cannot_write() {
     let Some(gcs) = support::fake_gcs::FakeGcs::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .args(["--storage-url", "gs://no-such-bucket/x"])
-        .current_dir(dir.path());
-    for (k, v) in gcs.berth_env() {
-        cmd.env(k, v);
-    }
-    let out = support::run_cmd_with(cmd, std::time::Duration::from_secs(60));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = serve_refused("gs://no-such-bucket/x", gcs.berth_env());
     assert!(
         err.contains("blob storage at gs://no-such-bucket/x is not usable"),
         "{err}"
