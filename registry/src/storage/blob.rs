@@ -6,16 +6,11 @@ use berth_oci::Digest;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, TryStreamExt};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::dir::DirBlobs;
 use super::error::Result;
+use super::file_chunks::FileChunks;
 use super::object::ObjectBlobs;
-
-/// Read buffer for streaming a blob out of a file: large enough that a pull is not bound by
-/// per-chunk overhead, small enough that memory does not depend on the blob's size.
-const READ_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Content-addressed blobs in the configured storage.
 #[derive(Clone, Debug)]
@@ -47,7 +42,7 @@ pub struct BlobReader {
 }
 
 enum Source {
-    File(tokio::fs::File),
+    File(FileChunks),
     Object(BoxStream<'static, object_store::Result<Bytes>>),
 }
 
@@ -88,10 +83,7 @@ impl BlobReader {
     /// The bytes, in bounded chunks.
     pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         match self.source {
-            Source::File(file) => futures::future::Either::Left(ReaderStream::with_capacity(
-                file.take(self.len),
-                READ_CHUNK_BYTES,
-            )),
+            Source::File(chunks) => futures::future::Either::Left(chunks),
             Source::Object(stream) => {
                 futures::future::Either::Right(stream.map_err(std::io::Error::other))
             }
@@ -132,7 +124,7 @@ impl BlobStore {
         match &self.backend {
             Backend::Dir(b) => Ok(BlobReader {
                 len,
-                source: Source::File(b.open(digest, offset).await?),
+                source: Source::File(FileChunks::new(b.open(digest).await?, offset, len)),
             }),
             Backend::Object(b) => b.open(digest, offset, len).await,
         }

@@ -52,19 +52,19 @@ impl DirBlobs {
         }
     }
 
-    pub(super) async fn open(&self, digest: &Digest, offset: u64) -> Result<tokio::fs::File> {
-        use tokio::io::AsyncSeekExt;
-        let mut file = match tokio::fs::File::open(self.layout.blob(digest)).await {
-            Ok(f) => f,
+    /// Opens a blob's file for positioned reads.
+    pub(super) async fn open(&self, digest: &Digest) -> Result<std::fs::File> {
+        let path = self.layout.blob(digest);
+        let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        match opened {
+            Ok(file) => Ok(file),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::BlobNotFound(digest.clone()))
+                Err(Error::BlobNotFound(digest.clone()))
             }
-            Err(e) => return Err(e.into()),
-        };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await?;
+            Err(e) => Err(e.into()),
         }
-        Ok(file)
     }
 
     /// Moves a fully written and synced file into place as `digest`, durably: the rename
