@@ -16,6 +16,8 @@ mod client;
 mod data;
 #[path = "load/procstat.rs"]
 mod procstat;
+#[path = "load/raw_pull.rs"]
+mod raw_pull;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/runner.rs"]
