@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::{Error, Registry, Result};
-use crate::storage::{UploadId, UploadState};
+use crate::storage::{SessionOf, UploadId, UploadState};
 
 /// Where an upload session stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,8 +126,8 @@ impl Registry {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
-        self.session(repo, id, owner).await?;
-        let state = self.uploads.append(id, start, body).await?;
+        let whose = SessionOf { repo, owner };
+        let state = self.uploads.append_as(id, Some(whose), start, body).await?;
         Ok(UploadProgress {
             id: *id,
             offset: state.offset,
@@ -152,8 +152,11 @@ impl Registry {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
-        self.session(repo, id, owner).await?;
-        let size = self.uploads.finish(id, digest, start, body).await?;
+        let whose = SessionOf { repo, owner };
+        let size = self
+            .uploads
+            .finish_as(id, Some(whose), digest, start, body)
+            .await?;
         self.link_blob(repo, digest, size).await?;
         Ok(size)
     }
@@ -173,8 +176,6 @@ impl Registry {
         Ok(())
     }
 
-    /// The session, if it belongs to `repo`: the same id under another repository is
-    /// unknown there.
     /// The session, if it belongs to `repo` and to `owner`: another repository or another
     /// user gets "unknown", exactly as for an id that never existed.
     async fn session(
@@ -184,7 +185,7 @@ impl Registry {
         owner: Option<&str>,
     ) -> Result<UploadState> {
         let state = self.uploads.state(id).await?;
-        if &state.repo != repo || state.owner.as_deref() != owner {
+        if !(SessionOf { repo, owner }).matches(&state) {
             return Err(Error::UploadUnknown);
         }
         Ok(state)

@@ -159,8 +159,16 @@ fn commit_blocking(source: &Path, target: &Path) -> Result<()> {
     let parent = target
         .parent()
         .ok_or_else(|| Error::Io(std::io::Error::other("blob path has no parent")))?;
-    let created = ensure_dir(parent)?;
-    std::fs::rename(source, target)?;
+    // The fan-out directories exist from the start; only a damaged tree lacks one.
+    let created = match std::fs::rename(source, target) {
+        Ok(()) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !parent.is_dir() => {
+            std::fs::create_dir_all(parent)?;
+            std::fs::rename(source, target)?;
+            true
+        }
+        Err(e) => return Err(e.into()),
+    };
     sync_dir(parent)?;
     if created {
         // The new fan-out directory itself must be durable in its parent.
@@ -286,6 +294,12 @@ impl DirUploads {
     {
         let data = self.layout.upload_data(id);
         let hasher = state.hasher()?;
+        let body = match read_small(body).await {
+            BodyStart::Whole(bytes) if expected.algorithm() == Algorithm::Sha256 => {
+                return self.finish_small(id, state, hasher, expected, bytes).await;
+            }
+            other => other.into_stream(),
+        };
         let (hasher, offset, body_error) =
             write_stream(data.clone(), state.offset, hasher, body).await?;
         let mut state = state;
@@ -315,6 +329,56 @@ impl DirUploads {
         self.blobs.commit_file(data, expected).await?;
         self.remove(id).await?;
         Ok(state.offset)
+    }
+
+    /// [`Self::finish`] for a last chunk already in memory, in one trip to the blocking
+    /// pool: append, sync, verify, commit, end the session. A small push is mostly file
+    /// system calls; each hand-off between threads cost about as much as one of them.
+    async fn finish_small(
+        &self,
+        id: &UploadId,
+        state: UploadState,
+        mut hasher: DigestHasher,
+        expected: &Digest,
+        bytes: Bytes,
+    ) -> Result<u64> {
+        let data = self.layout.upload_data(id);
+        let state_path = self.layout.upload_state(id);
+        let target = self.blobs.layout().blob(expected);
+        let spares = Arc::clone(&self.spares);
+        let wanted = expected.clone();
+        let offset = state.offset;
+        let size = offset + bytes.len() as u64;
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Option<Digest>> {
+            hasher.update(&bytes);
+            let actual = hasher.finish();
+            if actual != wanted {
+                return Ok(Some(actual));
+            }
+            if target.exists() {
+                // Stored already (same digest, same bytes): nothing to write.
+                if offset > 0 {
+                    std::fs::remove_file(&data)?;
+                }
+            } else {
+                append_synced(&data, offset, &bytes)?;
+                commit_blocking(&data, &target)?;
+            }
+            spares.keep_or_remove(&state_path)?;
+            Ok(None)
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        match outcome {
+            None => Ok(size),
+            Some(actual) => {
+                self.remove(id).await?;
+                Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                })
+            }
+        }
     }
 
     pub(super) async fn put_whole<S>(&self, expected: &Digest, body: S) -> Result<u64>
@@ -636,6 +700,71 @@ where
     Ok((hasher, end, body_error))
 }
 
+/// A last chunk up to this size is read into memory and finished in one blocking call
+/// ([`DirUploads::finish_small`]); a larger one streams through the writer thread.
+const SMALL_BODY_BYTES: usize = WRITE_CHUNK_BYTES;
+
+/// The start of a request body.
+enum BodyStart<S> {
+    /// All of it: it ended within [`SMALL_BODY_BYTES`].
+    Whole(Bytes),
+    /// What was read before it grew past the bound (or broke off), and the rest.
+    Partial(Bytes, Option<std::io::Error>, S),
+}
+
+impl<S> BodyStart<S>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+{
+    /// The whole body again, as one stream.
+    fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin {
+        let (read, error, rest) = match self {
+            BodyStart::Whole(bytes) => (bytes, None, None),
+            BodyStart::Partial(bytes, error, rest) => (bytes, error, Some(rest)),
+        };
+        let head = (!read.is_empty()).then_some(Ok(read));
+        futures::stream::iter(head.into_iter().chain(error.map(Err)))
+            .chain(futures::stream::iter(rest).flatten())
+    }
+}
+
+/// Reads `body` into memory while it stays within [`SMALL_BODY_BYTES`].
+async fn read_small<S>(mut body: S) -> BodyStart<S>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+{
+    let mut read = BytesMut::new();
+    loop {
+        match body.next().await {
+            None => return BodyStart::Whole(read.freeze()),
+            Some(Ok(bytes)) => {
+                read.extend_from_slice(&bytes);
+                if read.len() > SMALL_BODY_BYTES {
+                    return BodyStart::Partial(read.freeze(), None, body);
+                }
+            }
+            Some(Err(e)) => return BodyStart::Partial(read.freeze(), Some(e), body),
+        }
+    }
+}
+
+/// Writes `bytes` at `offset` of the session's data file, cutting off anything past
+/// `offset` (a request that died half way), as an append does, and syncs it. With nothing
+/// to write the file is still made: an empty blob is an empty file.
+fn append_synced(path: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(offset == 0)
+        .open(path)?;
+    if offset > 0 {
+        file.set_len(offset)?;
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    file.write_all(bytes)?;
+    file.sync_data()
+}
+
 /// Bytes written between two early flushes of an upload. Small enough that an 8 MiB chunk
 /// of a chunked upload gets three (measured: 8 MiB PATCHes 618 -> 704 MB/s, against 64 MiB
 /// steps that only helped monolithic pushes).
@@ -793,6 +922,110 @@ mod tests {
         }
         let (third, _) = storage.uploads().start(&repo, 3).await.unwrap();
         assert_eq!(storage.uploads().state(&third).await.unwrap().repo, repo);
+    }
+
+    #[tokio::test]
+    async fn a_small_last_chunk_replaces_bytes_a_dead_request_left_past_the_offset() {
+        use berth_oci::Digest;
+        use bytes::Bytes;
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::directory(root.path()).unwrap();
+        let repo = berth_oci::RepoName::parse("team/app").unwrap();
+        let chunk = |b: &'static [u8]| futures::stream::iter([Ok(Bytes::from_static(b))]);
+
+        let (id, _) = storage.uploads().start(&repo, 1).await.unwrap();
+        storage
+            .uploads()
+            .append(&id, None, chunk(b"abc"))
+            .await
+            .unwrap();
+        // A PATCH that wrote past the offset, then died before its state was saved.
+        let data = root.path().join(format!("uploads/{id}.data"));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&data)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"XXXXXXXXX").unwrap();
+
+        let digest = Digest::sha256_of(b"abcdef");
+        let size = storage
+            .uploads()
+            .finish(&id, &digest, Some(3), chunk(b"def"))
+            .await
+            .unwrap();
+        assert_eq!(size, 6);
+        let stored = root.path().join(format!(
+            "blobs/sha256/{}/{}",
+            &digest.hex()[..2],
+            digest.hex()
+        ));
+        assert_eq!(std::fs::read(stored).unwrap(), b"abcdef");
+        assert!(!data.exists());
+
+        // An empty blob through a session is an empty file.
+        let (id, _) = storage.uploads().start(&repo, 2).await.unwrap();
+        let empty = Digest::sha256_of(b"");
+        let size = storage
+            .uploads()
+            .finish(&id, &empty, None, chunk(b""))
+            .await
+            .unwrap();
+        assert_eq!(size, 0);
+        assert_eq!(storage.blobs().stat(&empty).await.unwrap(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_session_is_continued_only_for_its_repository_and_owner() {
+        use crate::storage::{Error, SessionOf};
+        use berth_oci::Digest;
+        use bytes::Bytes;
+        let root = tempfile::tempdir().unwrap();
+        let storage = Storage::directory(root.path()).unwrap();
+        let repo = berth_oci::RepoName::parse("team/app").unwrap();
+        let other = berth_oci::RepoName::parse("team/other").unwrap();
+        let chunk = || futures::stream::iter([Ok(Bytes::from_static(b"abc"))]);
+        let (id, _) = storage
+            .uploads()
+            .start_owned(&repo, Some("ann".into()), 1)
+            .await
+            .unwrap();
+        let digest = Digest::sha256_of(b"abc");
+        for whose in [
+            SessionOf {
+                repo: &other,
+                owner: Some("ann"),
+            },
+            SessionOf {
+                repo: &repo,
+                owner: Some("bob"),
+            },
+            SessionOf {
+                repo: &repo,
+                owner: None,
+            },
+        ] {
+            let appended = storage
+                .uploads()
+                .append_as(&id, Some(whose), None, chunk())
+                .await;
+            assert!(matches!(appended, Err(Error::UploadNotFound)), "{whose:?}");
+            let finished = storage
+                .uploads()
+                .finish_as(&id, Some(whose), &digest, None, chunk())
+                .await;
+            assert!(matches!(finished, Err(Error::UploadNotFound)), "{whose:?}");
+        }
+        assert_eq!(storage.uploads().state(&id).await.unwrap().offset, 0);
+        let ann = SessionOf {
+            repo: &repo,
+            owner: Some("ann"),
+        };
+        storage
+            .uploads()
+            .finish_as(&id, Some(ann), &digest, None, chunk())
+            .await
+            .unwrap();
+        assert_eq!(storage.blobs().stat(&digest).await.unwrap(), Some(3));
     }
 
     #[tokio::test]

@@ -45,7 +45,7 @@ pub use blob::{BlobEntry, BlobReader, BlobStore};
 pub use error::Error;
 pub use object::{ObjectBackend, ObjectSettings};
 pub use paths::{Keys, Layout};
-pub use upload::{InvalidUploadId, UploadId, UploadState, UploadStore};
+pub use upload::{InvalidUploadId, SessionOf, UploadId, UploadState, UploadStore};
 
 use crate::config::{AzureConfig, GcsConfig, S3Config, StorageLocation};
 

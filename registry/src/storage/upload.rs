@@ -44,6 +44,23 @@ impl fmt::Display for UploadId {
 #[error("not an upload id")]
 pub struct InvalidUploadId;
 
+/// Whose a session is: a request continues it only for the repository and the user
+/// (when access control is on) that started it.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionOf<'a> {
+    /// The repository it was started for.
+    pub repo: &'a RepoName,
+    /// The user who started it, if access control knew one.
+    pub owner: Option<&'a str>,
+}
+
+impl SessionOf<'_> {
+    /// Whether `state` is this one's session.
+    pub fn matches(&self, state: &UploadState) -> bool {
+        &state.repo == self.repo && state.owner.as_deref() == self.owner
+    }
+}
+
 impl FromStr for UploadId {
     type Err = InvalidUploadId;
 
@@ -183,9 +200,28 @@ impl UploadStore {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
+        self.append_as(id, None, start, body).await
+    }
+
+    /// [`Self::append`], for the session only if it is `whose`: otherwise
+    /// [`Error::UploadNotFound`], as for an id that never existed. The state is read once,
+    /// under the session's lock.
+    ///
+    /// # Errors
+    /// As [`Self::append`].
+    pub async fn append_as<S>(
+        &self,
+        id: &UploadId,
+        whose: Option<SessionOf<'_>>,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<UploadState>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
         let lock = self.lock(id);
         let _held = lock.lock().await;
-        let state = self.state_at(id, start).await?;
+        let state = self.state_at(id, whose, start).await?;
         match &self.backend {
             Backend::Dir(u) => u.append(id, state, body).await,
             Backend::Object(u) => u.append(id, state, body).await,
@@ -209,9 +245,27 @@ impl UploadStore {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
     {
+        self.finish_as(id, None, expected, start, body).await
+    }
+
+    /// [`Self::finish`], for the session only if it is `whose` (see [`Self::append_as`]).
+    ///
+    /// # Errors
+    /// As [`Self::finish`].
+    pub async fn finish_as<S>(
+        &self,
+        id: &UploadId,
+        whose: Option<SessionOf<'_>>,
+        expected: &Digest,
+        start: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin,
+    {
         let lock = self.lock(id);
         let _held = lock.lock().await;
-        let state = self.state_at(id, start).await?;
+        let state = self.state_at(id, whose, start).await?;
         let result = match &self.backend {
             Backend::Dir(u) => u.finish(id, state, expected, body).await,
             Backend::Object(u) => u.finish(id, state, expected, body).await,
@@ -266,9 +320,17 @@ impl UploadStore {
         }
     }
 
-    /// The session's state, if a chunk starting at `start` continues it.
-    async fn state_at(&self, id: &UploadId, start: Option<u64>) -> Result<UploadState> {
+    /// The session's state, if it is `whose` and a chunk starting at `start` continues it.
+    async fn state_at(
+        &self,
+        id: &UploadId,
+        whose: Option<SessionOf<'_>>,
+        start: Option<u64>,
+    ) -> Result<UploadState> {
         let state = self.state(id).await?;
+        if whose.is_some_and(|w| !w.matches(&state)) {
+            return Err(Error::UploadNotFound);
+        }
         match start {
             Some(start) if start != state.offset => Err(Error::ChunkOutOfOrder {
                 start,
