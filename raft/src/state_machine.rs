@@ -19,6 +19,7 @@
 mod access;
 pub(crate) mod cluster;
 pub(crate) mod gc;
+mod link_run;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -794,8 +795,28 @@ pub(crate) async fn apply_command(
         MetaCommand::Gc(cmd) => gc::apply(conn, cmd).await,
         MetaCommand::Batch(cmds) => {
             let mut answers = Vec::with_capacity(cmds.len());
-            for cmd in cmds {
-                answers.push(Box::pin(apply_command(conn, cmd)).await?);
+            let mut rest = &cmds[..];
+            while !rest.is_empty() {
+                let links = rest
+                    .iter()
+                    .take(link_run::MAX_RUN)
+                    .take_while(|cmd| matches!(cmd, MetaCommand::LinkBlob { .. }))
+                    .count();
+                let (now, later) = rest.split_at(links.max(1));
+                let together = if links > 1 {
+                    link_run::apply(conn, now).await?
+                } else {
+                    None
+                };
+                match together {
+                    Some(done) => answers.extend(done),
+                    None => {
+                        for cmd in now {
+                            answers.push(Box::pin(apply_command(conn, cmd)).await?);
+                        }
+                    }
+                }
+                rest = later;
             }
             Ok(MetaResponse::Batch(answers))
         }

@@ -531,3 +531,30 @@ async fn a_batch_applies_each_command_as_its_own_and_answers_each() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn a_run_of_links_in_a_batch_links_each_into_new_and_known_repositories() {
+    let mut t = TestSm::new().await;
+    t.one(link("old", 1)).await;
+    let answer = t
+        .one(MetaCommand::Batch(vec![
+            link("new", 1),
+            link("old", 2),
+            link("new", 1),
+            link("new", 3),
+            link("old", 1),
+        ]))
+        .await;
+    assert_eq!(answer, MetaResponse::Batch(vec![MetaResponse::Ok; 5]));
+    let r = t.sm.reader();
+    assert!(r.repository_exists(&repo("new")).await.unwrap());
+    for (name, d) in [("new", 1), ("new", 3), ("old", 1), ("old", 2)] {
+        assert_eq!(
+            r.blob_link(&repo(name), &digest(d)).await.unwrap(),
+            Some(100 + d),
+            "{name} {d}"
+        );
+    }
+    assert_eq!(r.blob_link(&repo("new"), &digest(2)).await.unwrap(), None);
+    assert_eq!(r.blob_link(&repo("old"), &digest(3)).await.unwrap(), None);
+}

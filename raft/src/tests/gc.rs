@@ -258,3 +258,50 @@ async fn one_run_at_a_time_and_a_crashed_runs_claims_become_tombstones() {
         MetaResponse::GcCollected { .. }
     ));
 }
+
+#[tokio::test]
+async fn links_batched_together_still_pass_the_gate_of_digests_gc_has_seen() {
+    let mut t = TestSm::new().await;
+    t.one(collect("r1", false)).await;
+    assert_eq!(
+        t.one(claim("r1", &[2])).await,
+        MetaResponse::GcClaimed(vec![digest(2)])
+    );
+    let answer = t
+        .one(MetaCommand::Batch(vec![
+            link("app", 7),
+            link("other", 2),
+            link("app", 8),
+        ]))
+        .await;
+    assert_eq!(
+        answer,
+        MetaResponse::Batch(vec![
+            MetaResponse::Ok,
+            MetaResponse::Rejected(Rejection::BlobDeleting),
+            MetaResponse::Ok,
+        ])
+    );
+    let r = t.sm.reader();
+    assert!(!r.digest_linked(&digest(2)).await.unwrap());
+    assert!(r.digest_linked(&digest(7)).await.unwrap());
+    assert!(r.digest_linked(&digest(8)).await.unwrap());
+
+    assert_eq!(t.one(release("r1", &[2])).await, MetaResponse::Ok);
+    let answer = t
+        .one(MetaCommand::Batch(vec![
+            link("other", 2),
+            link("third", 2),
+            link("app", 9),
+        ]))
+        .await;
+    assert_eq!(
+        answer,
+        MetaResponse::Batch(vec![
+            MetaResponse::LinkedAfterGc,
+            MetaResponse::LinkedAfterGc,
+            MetaResponse::Ok,
+        ])
+    );
+    assert!(t.sm.reader().digest_linked(&digest(2)).await.unwrap());
+}
