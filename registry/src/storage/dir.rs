@@ -634,7 +634,7 @@ impl UploadFile {
 async fn write_stream<S>(
     path: PathBuf,
     offset: u64,
-    mut hasher: DigestHasher,
+    hasher: DigestHasher,
     mut body: S,
 ) -> Result<(DigestHasher, u64, Option<std::io::Error>)>
 where
@@ -650,15 +650,17 @@ where
         file.set_len(offset)?;
         file.seek(SeekFrom::Start(offset))?;
         let mut end = offset;
-        std::thread::scope(|scope| -> Result<()> {
+        let hasher = std::thread::scope(|scope| -> Result<DigestHasher> {
             let mut early = EarlyWriteback::new(scope);
+            let mut hashing = Hashing::new(scope, hasher);
             while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
+                hashing.update(&chunk);
                 file.write_all(&chunk)?;
                 end += chunk.len() as u64;
                 early.wrote(&file, chunk.len())?;
             }
-            early.finish()
+            early.finish()?;
+            hashing.finish()
         })?;
         if end != offset {
             file.sync_data()?;
@@ -763,6 +765,72 @@ fn append_synced(path: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> 
     }
     file.write_all(bytes)?;
     file.sync_data()
+}
+
+/// Chunks queued for the hashing thread: with the write queue, bounds an upload's memory.
+const HASH_QUEUE_CHUNKS: usize = 4;
+
+/// Hashes an upload's chunks: the first in the writer thread, the rest on a thread of its
+/// own, so that sha256 (a core's worth at full speed) runs beside the file writes rather
+/// than before each one. Small uploads never pay for the thread.
+struct Hashing<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// The hasher while the writer thread hashes (the first chunk); then in the thread.
+    inline: Option<DigestHasher>,
+    first: bool,
+    thread: Option<(
+        std::sync::mpsc::SyncSender<Bytes>,
+        std::thread::ScopedJoinHandle<'scope, DigestHasher>,
+    )>,
+}
+
+impl<'scope, 'env> Hashing<'scope, 'env> {
+    fn new(scope: &'scope std::thread::Scope<'scope, 'env>, hasher: DigestHasher) -> Self {
+        Self {
+            scope,
+            inline: Some(hasher),
+            first: true,
+            thread: None,
+        }
+    }
+
+    fn update(&mut self, chunk: &Bytes) {
+        if self.first {
+            self.first = false;
+            if let Some(hasher) = self.inline.as_mut() {
+                hasher.update(chunk);
+                return;
+            }
+        }
+        if let Some(mut hasher) = self.inline.take() {
+            let (queue, chunks) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE_CHUNKS);
+            let thread = self.scope.spawn(move || {
+                for chunk in chunks {
+                    hasher.update(&chunk);
+                }
+                hasher
+            });
+            self.thread = Some((queue, thread));
+        }
+        if let Some((queue, _)) = &self.thread {
+            // Only a panicked thread hangs up; finish reports it.
+            let _ = queue.send(chunk.clone());
+        }
+    }
+
+    /// The hasher, having seen every chunk.
+    fn finish(self) -> Result<DigestHasher> {
+        match (self.inline, self.thread) {
+            (Some(hasher), _) => Ok(hasher),
+            (None, Some((queue, thread))) => {
+                drop(queue);
+                thread
+                    .join()
+                    .map_err(|_| Error::Io(std::io::Error::other("the hashing thread panicked")))
+            }
+            (None, None) => Err(Error::Io(std::io::Error::other("the hasher was lost"))),
+        }
+    }
 }
 
 /// Bytes written between two early flushes of an upload. Small enough that an 8 MiB chunk
