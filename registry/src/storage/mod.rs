@@ -28,6 +28,7 @@
 mod blob;
 mod dir;
 mod error;
+mod file_append;
 mod file_chunks;
 mod object;
 mod paths;
