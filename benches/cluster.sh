@@ -23,13 +23,13 @@ trap cleanup EXIT
 # the administrator, whose password is set here.
 export BERTH_ADMIN_PASSWORD=bench-admin BERTH_PASSWORD=bench-admin RUST_LOG=warn BERTH_AUTH__ENABLED=false
 
-# start NAME [serve flags...]: prints "PID URL" once the replica is ready.
+# start NAME [serve flags...]: prints "PID URL" once the replica is ready. It runs in a
+# subshell (`< <(start ...)`), so the caller records the PID for the clean-up.
 start() {
   local name=$1; shift
   "$berth" serve --listen 127.0.0.1:0 --data-dir "$work/$name" --storage-dir "$work/blobs-$cluster" "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   local pid=$!
-  pids+=("$pid")
   for _ in $(seq 1 600); do
     if [ -s "$work/$name.out" ]; then
       local addr
@@ -56,13 +56,17 @@ echo >>"$out"
 
 cluster=one
 read -r pid1 url1 < <(start one-1)
+pids+=("$pid1")
 load "$url1" "$pid1" 5 "one replica: manifest PUT"
 
 cluster=three
 read -r pa ua < <(start three-1)
+pids+=("$pa")
 token=$("$berth" join-token --url "$ua")
 read -r pb ub < <(start three-2 --join "$ua" --join-token "$token")
+pids+=("$pb")
 read -r pc uc < <(start three-3 --join "$ua" --join-token "$token")
+pids+=("$pc")
 leader_url=$ua; leader_pid=$pa; follower_url=$ub; follower_pid=$pb
 for pair in "$pa $ua" "$pb $ub" "$pc $uc"; do
   set -- $pair
