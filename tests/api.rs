@@ -9,8 +9,9 @@ use reqwest::header::{HeaderMap, CONTENT_RANGE, CONTENT_TYPE, LINK, RANGE};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use support::oci::{
-    descriptor, image_manifest, push_blob, push_image, put_manifest, sha256, DOCKER_CONFIG,
-    DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
+    descriptor, image_manifest, push_blob, push_image, put_manifest, sha256, varied_bytes,
+    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER,
+    OCI_MANIFEST,
 };
 use support::{client, Berth};
 
@@ -124,19 +125,6 @@ async fn head(c: &Client, url: &str) -> Response {
 
 async fn delete(c: &Client, url: &str) -> Response {
     send(c, Method::DELETE, url).await
-}
-
-/// Deterministic pseudo-random bytes, different for each seed.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 33) as u8
-        })
-        .collect()
 }
 
 /// An absolute URL for a `Location` or `Link` target (absolute, or an absolute path).
@@ -364,7 +352,7 @@ async fn push_manifest(
 async fn pushed_image_manifest(c: &Client, b: &Berth, repo: &str, seed: u64) -> Vec<u8> {
     let config =
         format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
-    let layer = data(seed, 1000 + seed as usize);
+    let layer = varied_bytes(seed, 1000 + seed as usize);
     push_blob(c, &b.url, repo, &config).await;
     push_blob(c, &b.url, repo, &layer).await;
     serde_json::to_vec_pretty(&json!({
@@ -381,7 +369,7 @@ async fn pushed_image_manifest(c: &Client, b: &Berth, repo: &str, seed: u64) -> 
 async fn pushed_docker_manifest(c: &Client, b: &Berth, repo: &str, seed: u64) -> Vec<u8> {
     let config =
         format!("{{\"architecture\":\"arm64\",\"os\":\"linux\",\"docker\":{seed}}}").into_bytes();
-    let layer = data(seed + 100, 700);
+    let layer = varied_bytes(seed + 100, 700);
     push_blob(c, &b.url, repo, &config).await;
     push_blob(c, &b.url, repo, &layer).await;
     serde_json::to_vec_pretty(&json!({
@@ -596,7 +584,7 @@ async fn every_response_carries_the_api_version_header_errors_included() {
 #[tokio::test]
 async fn blob_head_and_get_return_length_and_digest_end_2() {
     let (b, c) = start();
-    let bytes = data(1, 300_000);
+    let bytes = varied_bytes(1, 300_000);
     push_blob(&c, &b.url, "blobs/app", &bytes).await;
     assert_blob(&c, &b, "blobs/app", &bytes).await;
 }
@@ -604,7 +592,7 @@ async fn blob_head_and_get_return_length_and_digest_end_2() {
 #[tokio::test]
 async fn blob_range_get_is_206_with_content_range_end_2() {
     let (b, c) = start();
-    let bytes = data(2, 1000);
+    let bytes = varied_bytes(2, 1000);
     let digest = push_blob(&c, &b.url, "ranges", &bytes).await;
     let url = b.at(&format!("/v2/ranges/blobs/{digest}"));
     // (Range, first byte, last byte)
@@ -639,7 +627,7 @@ async fn blob_range_get_is_206_with_content_range_end_2() {
 #[tokio::test]
 async fn blob_unsatisfiable_range_is_416_with_size_end_2() {
     let (b, c) = start();
-    let bytes = data(3, 100);
+    let bytes = varied_bytes(3, 100);
     let digest = push_blob(&c, &b.url, "ranges", &bytes).await;
     let url = b.at(&format!("/v2/ranges/blobs/{digest}"));
     for range in ["bytes=100-", "bytes=100-200", "bytes=5000-5001", "bytes=-0"] {
@@ -659,7 +647,7 @@ async fn blob_unsatisfiable_range_is_416_with_size_end_2() {
 #[tokio::test]
 async fn blob_delete_is_202_then_blob_unknown_end_10() {
     let (b, c) = start();
-    let bytes = data(4, 500);
+    let bytes = varied_bytes(4, 500);
     let digest = push_blob(&c, &b.url, "del/blob", &bytes).await;
     let url = b.at(&format!("/v2/del/blob/blobs/{digest}"));
     let res = delete(&c, &url).await;
@@ -680,7 +668,7 @@ async fn blob_delete_is_202_then_blob_unknown_end_10() {
 #[tokio::test]
 async fn blob_of_one_repository_is_blob_unknown_in_another_end_2() {
     let (b, c) = start();
-    let secret = data(5, 256);
+    let secret = varied_bytes(5, 256);
     let digest = push_blob(&c, &b.url, "team/a", &secret).await;
     // Unknown repository, then an existing repository without the link.
     assert_blob_absent(&c, &b, "team/b", &digest).await;
@@ -728,7 +716,7 @@ async fn blob_unknown_digest_is_blob_unknown_and_malformed_digest_is_digest_inva
 #[tokio::test]
 async fn monolithic_post_with_digest_is_201_end_4b() {
     let (b, c) = start();
-    let bytes = data(6, 70_000);
+    let bytes = varied_bytes(6, 70_000);
     let digest = sha256(&bytes);
     let res = c
         .post(b.at(&format!("/v2/mono/blobs/uploads/?digest={digest}")))
@@ -747,7 +735,7 @@ async fn monolithic_post_with_digest_is_201_end_4b() {
 #[tokio::test]
 async fn monolithic_post_with_wrong_or_malformed_digest_is_digest_invalid_end_4b() {
     let (b, c) = start();
-    let bytes = data(7, 1000);
+    let bytes = varied_bytes(7, 1000);
     let claimed = sha256(b"something else");
     let res = c
         .post(b.at(&format!("/v2/mono/blobs/uploads/?digest={claimed}")))
@@ -770,7 +758,7 @@ async fn monolithic_post_with_wrong_or_malformed_digest_is_digest_invalid_end_4b
 #[tokio::test]
 async fn post_then_put_with_whole_body_is_201_end_4a_end_6() {
     let (b, c) = start();
-    let bytes = data(8, 123_457);
+    let bytes = varied_bytes(8, 123_457);
     let digest = sha256(&bytes);
     let url = open_upload(&c, &b, "two/step").await;
     assert_eq!(upload_status(&c, &b, "two/step", &url).await, "0-0");
@@ -796,7 +784,7 @@ async fn post_then_put_with_whole_body_is_201_end_4a_end_6() {
 async fn chunked_upload_with_status_and_last_chunk_on_put_end_5_end_13_end_6() {
     let (b, c) = start();
     let repo = "chunked/app";
-    let bytes = data(9, 25_000);
+    let bytes = varied_bytes(9, 25_000);
     let digest = sha256(&bytes);
     let (one, rest) = bytes.split_at(10_000);
     let (two, three) = rest.split_at(10_000);
@@ -830,7 +818,7 @@ async fn chunked_upload_with_status_and_last_chunk_on_put_end_5_end_13_end_6() {
 async fn streamed_patch_without_content_range_end_5() {
     let (b, c) = start();
     let repo = "streamed";
-    let bytes = data(10, 1_500_001);
+    let bytes = varied_bytes(10, 1_500_001);
     let digest = sha256(&bytes);
     let url = open_upload(&c, &b, repo).await;
     // Chunked transfer encoding: neither Content-Range nor Content-Length.
@@ -863,7 +851,7 @@ async fn streamed_patch_without_content_range_end_5() {
 async fn patch_out_of_order_chunk_is_416_end_5() {
     let (b, c) = start();
     let repo = "order";
-    let bytes = data(11, 30);
+    let bytes = varied_bytes(11, 30);
     let url = open_upload(&c, &b, repo).await;
     let res = patch(&c, &url, &bytes[..10], Some(0)).await;
     let url = accepted_chunk(&b, repo, &res, 10);
@@ -933,7 +921,7 @@ async fn patch_content_range_disagreeing_with_length_is_size_invalid_end_5() {
 async fn put_without_digest_is_digest_invalid_end_6() {
     let (b, c) = start();
     let repo = "nodigest";
-    let bytes = data(12, 100);
+    let bytes = varied_bytes(12, 100);
     let url = open_upload(&c, &b, repo).await;
     let res = patch(&c, &url, &bytes, Some(0)).await;
     let url = accepted_chunk(&b, repo, &res, 100);
@@ -954,8 +942,8 @@ async fn put_without_digest_is_digest_invalid_end_6() {
 async fn put_with_wrong_digest_is_digest_invalid_and_nothing_is_stored_end_6() {
     let (b, c) = start();
     let repo = "wrongdigest";
-    let bytes = data(13, 5000);
-    let claimed = sha256(&data(14, 5000));
+    let bytes = varied_bytes(13, 5000);
+    let claimed = sha256(&varied_bytes(14, 5000));
     let url = open_upload(&c, &b, repo).await;
     let res = patch(&c, &url, &bytes, Some(0)).await;
     let url = accepted_chunk(&b, repo, &res, 5000);
@@ -988,7 +976,7 @@ async fn put_with_wrong_digest_is_digest_invalid_and_nothing_is_stored_end_6() {
 async fn delete_upload_is_204_then_upload_unknown_end_14() {
     let (b, c) = start();
     let repo = "cancel";
-    let bytes = data(15, 64);
+    let bytes = varied_bytes(15, 64);
     let url = open_upload(&c, &b, repo).await;
     let res = patch(&c, &url, &bytes, Some(0)).await;
     let url = accepted_chunk(&b, repo, &res, 64);
@@ -1022,7 +1010,7 @@ async fn delete_upload_is_204_then_upload_unknown_end_14() {
 #[tokio::test]
 async fn upload_id_under_another_repository_is_upload_unknown_end_13() {
     let (b, c) = start();
-    let bytes = data(16, 200);
+    let bytes = varied_bytes(16, 200);
     let digest = sha256(&bytes);
     let url = open_upload(&c, &b, "owner/repo").await;
     let res = patch(&c, &url, &bytes[..100], Some(0)).await;
@@ -1108,7 +1096,7 @@ async fn chunked_upload_resumes_after_a_restart_end_13() {
     let mut b = Berth::start();
     let c = client();
     let repo = "resume/app";
-    let bytes = data(17, 1_200_003);
+    let bytes = varied_bytes(17, 1_200_003);
     let digest = sha256(&bytes);
     let split = 700_001;
     let url = open_upload(&c, &b, repo).await;
@@ -1140,7 +1128,7 @@ async fn chunked_upload_resumes_after_a_restart_end_13() {
 #[tokio::test]
 async fn mount_from_a_repository_that_has_the_blob_is_201_end_11() {
     let (b, c) = start();
-    let bytes = data(18, 4096);
+    let bytes = varied_bytes(18, 4096);
     let digest = push_blob(&c, &b.url, "mount/source", &bytes).await;
     assert_blob_absent(&c, &b, "mount/target", &digest).await;
     let res = c
@@ -1163,7 +1151,7 @@ async fn mount_from_a_repository_that_has_the_blob_is_201_end_11() {
 #[tokio::test]
 async fn mount_that_cannot_be_done_starts_an_upload_202_end_11() {
     let (b, c) = start();
-    let bytes = data(19, 2048);
+    let bytes = varied_bytes(19, 2048);
     let digest = push_blob(&c, &b.url, "mount/has", &bytes).await;
     push_image(&c, &b.url, "mount/lacks", "v1", "lacks").await;
     let queries = [
@@ -1290,7 +1278,7 @@ async fn manifest_with_missing_blob_is_manifest_blob_unknown_and_not_stored_end_
     let repo = "missing";
     push_image(&c, &b.url, repo, "present", "p").await;
     let config = b"{\"config\":1}".to_vec();
-    let layer = data(20, 300);
+    let layer = varied_bytes(20, 300);
     push_blob(&c, &b.url, repo, &config).await;
     // Missing layer, then missing config.
     let missing_layer = image_manifest(&config, &[&layer]);

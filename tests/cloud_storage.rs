@@ -11,26 +11,13 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use support::azurite::Azurite;
 use support::cluster::berth_cli;
-use support::oci::{image_manifest, push_blob, put_manifest, sha256, OCI_MANIFEST};
+use support::oci::{image_manifest, push_blob, put_manifest, sha256, varied_bytes, OCI_MANIFEST};
 use support::{client, Berth};
 
 const MIB: usize = 1 << 20;
 
 /// The key prefix the tests' replicas use.
 const PREFIX: &str = "registry";
-
-/// Varied bytes, so a misplaced part changes the digest.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 /// The key of a blob under [`PREFIX`].
 fn blob_key(digest: &str) -> String {
@@ -159,10 +146,10 @@ async fn push_pull_delete_collect(store: &impl Listing, bucket: &str, nodes: &[&
     let first = nodes[0];
 
     // Larger than a part (8 MiB): a multipart upload straight to the blob's key.
-    let mono = data(1, 19 * MIB + 7);
+    let mono = varied_bytes(1, 19 * MIB + 7);
     let mono_digest = push_blob(&c, &first.url, repo, &mono).await;
     // Chunks below the 5 MiB staging minimum, above it and across part boundaries.
-    let chunked = data(2, 14 * MIB + 3);
+    let chunked = varied_bytes(2, 14 * MIB + 3);
     let sizes = [3 * MIB, 7 * MIB + 11, MIB];
     let chunked_digest = push_chunked(&c, nodes, repo, &chunked, &sizes).await;
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();

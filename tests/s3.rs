@@ -9,23 +9,10 @@ mod support;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Client, StatusCode};
 use support::moto::Moto;
-use support::oci::sha256;
+use support::oci::{sha256, varied_bytes};
 use support::{client, Berth};
 
 const MIB: usize = 1 << 20;
-
-/// Varied bytes, so a misplaced part changes the digest.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
 
 /// The key prefix the tests' replicas use in their bucket.
 const PREFIX: &str = "registry/blobs";
@@ -176,7 +163,7 @@ async fn monolithic_pushes_and_ranged_pulls_on_s3() {
     // Large enough for a multipart upload straight to the blob's key (8 MiB parts), and a
     // small one that goes up in a single request.
     for (seed, len) in [(1, 21 * MIB + 123), (2, 6 * MIB)] {
-        let bytes = data(seed, len);
+        let bytes = varied_bytes(seed, len);
         let digest = support::oci::push_blob(&c, &b.url, "mono/app", &bytes).await;
         assert_eq!(digest, sha256(&bytes));
         assert_stored(&moto, &bucket, &bytes).await;
@@ -184,7 +171,7 @@ async fn monolithic_pushes_and_ranged_pulls_on_s3() {
     }
 
     // A wrong digest stores nothing.
-    let bytes = data(3, 9 * MIB);
+    let bytes = varied_bytes(3, 9 * MIB);
     let wrong = sha256(b"not these bytes");
     let res = c
         .post(b.at(&format!("/v2/mono/app/blobs/uploads/?digest={wrong}")))
@@ -210,7 +197,7 @@ async fn monolithic_pushes_and_ranged_pulls_on_s3() {
         .is_empty());
 
     // POST, then the whole blob in the closing PUT.
-    let bytes = data(4, 11 * MIB);
+    let bytes = varied_bytes(4, 11 * MIB);
     let session = open_upload(&c, &b, "mono/app").await;
     close(&c, &b, &session, &bytes, 0, &sha256(&bytes)).await;
     assert_stored(&moto, &bucket, &bytes).await;
@@ -228,7 +215,7 @@ async fn a_chunked_push_continues_on_another_process_sharing_the_bucket() {
     // Chunks below the 5 MiB part minimum (staged), above it, and across part boundaries,
     // alternating between the two processes.
     let sizes = [3 * MIB, 7 * MIB + 11, MIB, 2 * MIB];
-    let bytes = data(5, sizes.iter().sum());
+    let bytes = varied_bytes(5, sizes.iter().sum());
     let digest = sha256(&bytes);
     let mut session = open_upload(&c, &a, "shared/app").await;
     let mut at = 0;
@@ -263,7 +250,7 @@ async fn a_chunked_push_survives_a_restart_in_the_middle() {
     let mut b = berth_on(&moto, &bucket);
     let mut c = client();
 
-    let bytes = data(6, 17 * MIB + 5);
+    let bytes = varied_bytes(6, 17 * MIB + 5);
     let digest = sha256(&bytes);
     let session = open_upload(&c, &b, "restart/app").await;
     let first = 9 * MIB + 1; // one part sent, the rest staged

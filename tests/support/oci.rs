@@ -19,6 +19,20 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Deterministic varied bytes, different for each seed, so that a misplaced part changes
+/// the digest.
+pub fn varied_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
 /// Monolithic upload (POST ?digest=); asserts 201 and returns the digest.
 pub async fn push_blob(c: &Client, base: &str, repo: &str, bytes: &[u8]) -> String {
     let digest = sha256(bytes);
